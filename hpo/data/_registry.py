@@ -1,0 +1,85 @@
+"""The explicit name -> builder table, and the two entry points."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from torch.utils.data import Dataset
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """What a dataset builder needs to know; filled from the training config."""
+
+    data_dir: str = "./data"
+    download: bool = True
+    image_size: int | None = None
+    val_fraction: float = 0.2
+    num_classes: int | None = None
+    samples: int = 512
+
+
+@dataclass(frozen=True)
+class DataBundle:
+    """A train/validation pair and the shape facts a model needs.
+
+    ``in_memory`` datasets are ``TensorDataset``s of ready tensors: the trainer may move them to
+    the device whole and slice batches there, with no DataLoader per batch.
+    """
+
+    train: Dataset
+    val: Dataset
+    num_classes: int
+    in_channels: int
+    image_size: int
+    in_memory: bool
+
+
+def _digits(opts: DataOptions) -> DataBundle:
+    from hpo.data import _builtin
+
+    return _builtin.digits(opts)
+
+
+def _fake(opts: DataOptions) -> DataBundle:
+    from hpo.data import _builtin
+
+    return _builtin.fake(opts)
+
+
+def _imagefolder(opts: DataOptions) -> DataBundle:
+    from hpo.data import _files
+
+    return _files.imagefolder(opts)
+
+
+def _torchvision(name: str) -> Callable[[DataOptions], DataBundle]:
+    def build(opts: DataOptions) -> DataBundle:
+        from hpo.data import _files
+
+        return _files.torchvision_set(name, opts)
+
+    return build
+
+
+DATASETS: dict[str, Callable[[DataOptions], DataBundle]] = {
+    "digits": _digits,
+    "fake": _fake,
+    "imagefolder": _imagefolder,
+    "mnist": _torchvision("MNIST"),
+    "fashion_mnist": _torchvision("FashionMNIST"),
+    "cifar10": _torchvision("CIFAR10"),
+}
+
+
+def load_data(name: str, opts: DataOptions) -> DataBundle:
+    """Build dataset ``name``; raises ``FileNotFoundError`` with a hint when data is absent."""
+    return DATASETS[name](opts)
+
+
+def prepare_data(name: str, opts: DataOptions) -> None:
+    """Download or check dataset ``name`` once, before worker processes start in parallel."""
+    load_data(name, opts)

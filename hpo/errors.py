@@ -1,0 +1,42 @@
+"""The error hierarchy: one root, and the kinds the CLI maps to exit codes."""
+
+from __future__ import annotations
+
+
+class HpoError(Exception):
+    """Root of every error hpo raises on purpose."""
+
+    exit_code = 1
+
+
+class SpecError(HpoError):
+    """Bad input: a study file or a command-line value that cannot be used (exit code 2)."""
+
+    exit_code = 2
+
+
+class StudyConflictError(SpecError):
+    """The spec disagrees with the study already in the storage (direction, metric, space)."""
+
+
+class StorageError(HpoError):
+    """The storage cannot be reached or used (exit code 1)."""
+
+
+class TrialError(HpoError):
+    """A trial-level failure: recorded on the trial, the worker goes on.
+
+    ``reason`` is the short machine-readable tag stored in ``user_attrs['fail_reason']``.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class NonFiniteLossError(TrialError):
+    """The training loss became NaN or infinite."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__("non_finite_loss", f"training loss became NaN or infinite in epoch {epoch}")
+        self.epoch = epoch

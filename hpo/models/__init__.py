@@ -1,0 +1,10 @@
+"""Model registry: name -> builder of an ``nn.Module`` with the right head and input channels.
+
+Builders import torch lazily so that reading the registry (spec validation) stays cheap.
+"""
+
+from __future__ import annotations
+
+from hpo.models._registry import MODELS, ModelEntry, build_model
+
+__all__ = ["MODELS", "ModelEntry", "build_model"]

@@ -1,0 +1,42 @@
+"""Study specs: YAML files turned into validated, immutable objects once, at the edge."""
+
+from __future__ import annotations
+
+from hpo.spec.load import load_spec
+from hpo.spec.space import CategoricalParam, FloatParam, IntParam, grid_points, is_active, ordered
+from hpo.spec.study import (
+    BudgetSpec,
+    GridSpec,
+    HyperbandSpec,
+    MedianSpec,
+    MetricSpec,
+    NoPrunerSpec,
+    RandomSpec,
+    RetrySpec,
+    StudySpec,
+    TpeSpec,
+    load_objective,
+)
+from hpo.trainer.config import TrainConfig
+
+__all__ = [
+    "BudgetSpec",
+    "CategoricalParam",
+    "FloatParam",
+    "GridSpec",
+    "HyperbandSpec",
+    "IntParam",
+    "MedianSpec",
+    "MetricSpec",
+    "NoPrunerSpec",
+    "RandomSpec",
+    "RetrySpec",
+    "StudySpec",
+    "TpeSpec",
+    "TrainConfig",
+    "grid_points",
+    "is_active",
+    "load_objective",
+    "load_spec",
+    "ordered",
+]

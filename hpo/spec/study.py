@@ -1,0 +1,215 @@
+"""The study spec: one YAML file, validated once into immutable pydantic models."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from hpo.spec.space import Param, grid_points, ordered
+from hpo.trainer.config import METRICS, TrainConfig
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MetricSpec(_Frozen):
+    """The value a trial reports each epoch and the study optimises."""
+
+    name: str = Field("val_accuracy", description="a metric the trainer (or objective) reports")
+    direction: Literal["maximize", "minimize"] = "maximize"
+
+
+class TpeSpec(_Frozen):
+    """Bayesian optimisation with the tree-structured Parzen estimator."""
+
+    type: Literal["tpe"]
+    seed: int | None = Field(None, description="base seed; each worker adds its own offset")
+    n_startup_trials: int = Field(10, ge=0, description="random trials before TPE takes over")
+    n_ei_candidates: int = Field(24, ge=1, description="candidates scored per suggestion")
+    multivariate: bool = Field(True, description="model parameters jointly")
+    constant_liar: bool = Field(True, description="treat running trials as bad to spread workers")
+
+
+class RandomSpec(_Frozen):
+    """Independent uniform draws."""
+
+    type: Literal["random"]
+    seed: int | None = Field(None, description="base seed; each worker adds its own offset")
+
+
+class GridSpec(_Frozen):
+    """Every combination of the parameters' grid values, each run exactly once."""
+
+    type: Literal["grid"]
+    seed: int | None = Field(0, description="seed of the order in which grid points run")
+
+
+Sampler = Annotated[Union[TpeSpec, RandomSpec, GridSpec], Field(discriminator="type")]
+
+
+class HyperbandSpec(_Frozen):
+    """Hyperband over epochs: many short runs, the promising ones continued."""
+
+    type: Literal["hyperband"]
+    min_resource: int = Field(1, ge=1, description="epochs before the first pruning decision")
+    max_resource: int | None = Field(None, ge=1, description="epochs of a full run (default: epochs)")
+    reduction_factor: int = Field(3, ge=2, description="1/factor of trials go on at each rung")
+
+
+class MedianSpec(_Frozen):
+    """Prune a trial whose metric is worse than the median of earlier trials at the same epoch."""
+
+    type: Literal["median"]
+    n_startup_trials: int = Field(5, ge=0, description="trials that finish before any pruning")
+    n_warmup_steps: int = Field(0, ge=0, description="epochs of each trial never pruned")
+
+
+class NoPrunerSpec(_Frozen):
+    """Never prune."""
+
+    type: Literal["none"]
+
+
+Pruner = Annotated[Union[HyperbandSpec, MedianSpec, NoPrunerSpec], Field(discriminator="type")]
+
+
+class BudgetSpec(_Frozen):
+    """How much the study runs: counted in the storage, across all workers and nodes."""
+
+    n_trials: int | None = Field(None, ge=1, description="total trials (default for grid: all)")
+    timeout: float | None = Field(None, gt=0, description="seconds after which no trial starts")
+
+
+class RetrySpec(_Frozen):
+    """Crash recovery: heartbeats on running trials; stale ones are failed and retried."""
+
+    max_retries: int = Field(2, ge=0, description="re-runs of a trial whose worker died")
+    heartbeat_interval: int = Field(10, ge=1, description="seconds between heartbeats")
+    grace_period: int = Field(60, ge=2, description="seconds without heartbeat before failing")
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+class StudySpec(_Frozen):
+    """A whole study: what to tune, how to search, how much to spend, where to store it."""
+
+    name: str = Field(description="study name in the storage; nodes join by this name")
+    description: str = ""
+    metric: MetricSpec = MetricSpec()
+    sampler: Sampler = TpeSpec(type="tpe")
+    pruner: Pruner = HyperbandSpec(type="hyperband")
+    budget: BudgetSpec = BudgetSpec()
+    objective_value: Literal["best", "last"] = Field(
+        "best", description="the trial's value: its best epoch's metric, or its last"
+    )
+    retry: RetrySpec = RetrySpec()
+    storage: str | None = Field(None, description="storage URL (flag and HPO_STORAGE win)")
+    space: dict[str, Param] = Field(default_factory=dict, description="parameters to tune")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="fixed training config")
+    objective: str | None = Field(None, description="'package.module:function' to tune instead")
+
+    @model_validator(mode="after")
+    def _check(self) -> StudySpec:
+        if not _NAME.match(self.name):
+            raise _at(("name",), f"{self.name!r} is not a valid study name (letters, digits, _.-)")
+        try:
+            ordered(self.space)
+        except ValueError as exc:
+            raise _at(("space",), str(exc)) from None
+        if self.objective is None:
+            self._check_train_space()
+        else:
+            if "train" in self.model_fields_set:
+                raise _at(("train",), "a study with `objective` has no `train` block")
+            load_objective(self.objective)
+        self._check_budget()
+        return self
+
+    def _check_train_space(self) -> None:
+        if self.metric.name not in METRICS:
+            known = ", ".join(METRICS)
+            raise _at(("metric", "name"), f"unknown metric {self.metric.name!r}; known: {known}")
+        fixed = self.train.model_dump(exclude_unset=True)
+        for key, param in self.space.items():
+            if key not in TrainConfig.model_fields:
+                raise _at(("space", key), f"{key!r} is not a train: key")
+            for field, value in _candidates(param):
+                try:
+                    TrainConfig.model_validate({**fixed, key: value})
+                except ValidationError as exc:
+                    msg = exc.errors()[0]["msg"].removeprefix("Value error, ")
+                    raise _at(("space", key, field), f"{value!r}: {msg}") from None
+
+    def _check_budget(self) -> None:
+        if isinstance(self.sampler, GridSpec):
+            missing = [k for k, p in self.space.items() if p.grid_values() is None]
+            if missing:
+                raise _at(("space", missing[0]), "the grid sampler needs `values` here")
+            if not self.space:
+                raise _at(("space",), "the grid sampler needs at least one parameter")
+        elif self.budget.n_trials is None:
+            raise _at(("budget", "n_trials"), "required (the study's total number of trials)")
+        if isinstance(self.pruner, HyperbandSpec) and self.objective is None:
+            top = self.pruner.max_resource or self.train.epochs
+            if self.pruner.min_resource > top:
+                raise _at(("pruner", "min_resource"), f"greater than max_resource/epochs ({top})")
+
+    @property
+    def max_resource(self) -> int | None:
+        """Hyperband's full budget in epochs: explicit, else ``train.epochs``."""
+        if isinstance(self.pruner, HyperbandSpec):
+            return self.pruner.max_resource or (self.train.epochs if self.objective is None else None)
+        return None
+
+    def grid(self) -> list[dict[str, Any]]:
+        """All grid points (grid sampler only)."""
+        return grid_points(self.space)
+
+    @property
+    def n_trials(self) -> int:
+        """The trial budget; for a grid, at most the number of grid points."""
+        if isinstance(self.sampler, GridSpec):
+            size = len(self.grid())
+            return min(self.budget.n_trials or size, size)
+        assert self.budget.n_trials is not None
+        return self.budget.n_trials
+
+
+def _candidates(param: Any) -> list[tuple[str, Any]]:
+    """(field, value) pairs worth checking against the train config: bounds, choices, values."""
+    found = [(f, getattr(param, f)) for f in ("low", "high") if getattr(param, f, None) is not None]
+    found += [("choices", c) for c in getattr(param, "choices", [])]
+    found += [("values", v) for v in getattr(param, "values", None) or []]
+    return found
+
+
+class LocatedError(ValueError):
+    """A ValueError that knows which YAML path below the model it belongs to."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
+def _at(loc: tuple[str | int, ...], message: str) -> LocatedError:
+    return LocatedError(loc, message)
+
+
+def load_objective(ref: str) -> Any:
+    """Import ``package.module:function`` and return the callable."""
+    module_name, sep, attr = ref.partition(":")
+    if not sep or not module_name or not attr:
+        raise _at(("objective",), f"{ref!r} is not of the form 'package.module:function'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise _at(("objective",), f"cannot import {module_name!r}: {exc}") from None
+    func = getattr(module, attr, None)
+    if not callable(func):
+        raise _at(("objective",), f"{module_name!r} has no callable {attr!r}")
+    return func

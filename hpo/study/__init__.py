@@ -1,0 +1,36 @@
+"""Optuna study plumbing: storage, samplers, pruners, the trial budget, create or join."""
+
+from __future__ import annotations
+
+from hpo.study.budget import budget_used, claim, is_retry, top_up
+from hpo.study.search import build_pruner, build_sampler, suggest, worker_seed
+from hpo.study.session import StudyHandle, check_compatible, load, prepare
+from hpo.study.storage import (
+    ENV_STORAGE,
+    open_storage,
+    quiet_optuna,
+    redact,
+    resolve_storage_url,
+    study_lock,
+)
+
+__all__ = [
+    "ENV_STORAGE",
+    "StudyHandle",
+    "budget_used",
+    "build_pruner",
+    "build_sampler",
+    "check_compatible",
+    "claim",
+    "is_retry",
+    "load",
+    "open_storage",
+    "prepare",
+    "quiet_optuna",
+    "redact",
+    "resolve_storage_url",
+    "study_lock",
+    "suggest",
+    "top_up",
+    "worker_seed",
+]

@@ -1,0 +1,86 @@
+"""Samplers, pruners and parameter suggestion built from the spec."""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import optuna
+
+from hpo.spec import (
+    CategoricalParam,
+    FloatParam,
+    GridSpec,
+    HyperbandSpec,
+    MedianSpec,
+    RandomSpec,
+    StudySpec,
+    TpeSpec,
+    is_active,
+    ordered,
+)
+
+
+def worker_seed(base: int | None, node: str, index: int) -> int | None:
+    """A seed distinct per node and worker, so parallel samplers do not propose the same points."""
+    if base is None:
+        return None
+    return (base + zlib.crc32(node.encode()) + 7919 * index) % 2**32
+
+
+def build_sampler(spec: StudySpec, node: str = "", index: int = 0) -> optuna.samplers.BaseSampler:
+    """The sampler named by ``spec.sampler``, seeded for worker ``index`` on ``node``."""
+    s = spec.sampler
+    seed = worker_seed(s.seed, node, index)
+    if isinstance(s, TpeSpec):
+        return optuna.samplers.TPESampler(
+            seed=seed,
+            n_startup_trials=s.n_startup_trials,
+            n_ei_candidates=s.n_ei_candidates,
+            multivariate=s.multivariate,
+            group=s.multivariate and any(p.when for p in spec.space.values()),
+            constant_liar=s.constant_liar,
+        )
+    if isinstance(s, RandomSpec):
+        return optuna.samplers.RandomSampler(seed=seed)
+    assert isinstance(s, GridSpec)
+    # Grid points are enqueued in the storage once (hpo.study.budget), each trial arrives with
+    # all its parameters fixed, so this sampler is never asked for a value.
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def build_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
+    """The pruner named by ``spec.pruner``; Hyperband's max_resource defaults to ``epochs``."""
+    p = spec.pruner
+    if isinstance(p, HyperbandSpec):
+        return optuna.pruners.HyperbandPruner(
+            min_resource=p.min_resource,
+            max_resource=spec.max_resource or "auto",
+            reduction_factor=p.reduction_factor,
+        )
+    if isinstance(p, MedianSpec):
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps
+        )
+    return optuna.pruners.NopPruner()
+
+
+def suggest(trial: optuna.Trial, spec: StudySpec) -> dict[str, Any]:
+    """Draw the active parameters of ``spec.space`` for ``trial``, conditions respected.
+
+    A grid study suggests each parameter as a categorical of its grid values (the values are
+    already fixed on the enqueued trial).
+    """
+    chosen: dict[str, Any] = {}
+    grid = isinstance(spec.sampler, GridSpec)
+    for name in ordered(spec.space):
+        p = spec.space[name]
+        if not is_active(p, chosen):
+            continue
+        if grid or isinstance(p, CategoricalParam):
+            chosen[name] = trial.suggest_categorical(name, p.grid_values())  # type: ignore[arg-type]
+        elif isinstance(p, FloatParam):
+            chosen[name] = trial.suggest_float(name, p.low, p.high, log=p.log, step=p.step)  # type: ignore[arg-type]
+        else:
+            chosen[name] = trial.suggest_int(name, p.low, p.high, step=p.step, log=p.log)  # type: ignore[arg-type]
+    return chosen

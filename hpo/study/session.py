@@ -1,0 +1,98 @@
+"""Creating or joining a study, refusing a spec that conflicts with what the storage holds."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import optuna
+from optuna.storages import RDBStorage
+from optuna.study import StudyDirection
+
+from hpo.errors import StudyConflictError
+from hpo.spec import StudySpec
+from hpo.study import budget
+from hpo.study.search import build_pruner, build_sampler
+from hpo.study.storage import open_storage
+
+#: Study system attrs written once at creation; a joining spec must agree with them.
+ATTR_METRIC = "hpo:metric"
+ATTR_SPACE = "hpo:space"
+ATTR_DESCRIPTION = "hpo:description"
+
+
+def _fingerprint(spec: StudySpec) -> dict[str, str]:
+    space = {k: v.model_dump(mode="json") for k, v in spec.space.items()}
+    return {
+        ATTR_METRIC: spec.metric.name,
+        ATTR_SPACE: json.dumps(space, sort_keys=True),
+    }
+
+
+def _direction(spec: StudySpec) -> StudyDirection:
+    return StudyDirection.MAXIMIZE if spec.metric.direction == "maximize" else StudyDirection.MINIMIZE
+
+
+def check_compatible(storage: RDBStorage, study_id: int, spec: StudySpec, source: str) -> None:
+    """Raise StudyConflictError when the stored study disagrees with ``spec``; writes nothing."""
+    stored_dir = storage.get_study_directions(study_id)
+    if stored_dir != [_direction(spec)]:
+        raise StudyConflictError(
+            f"{source}: metric.direction: study {spec.name!r} in the storage is "
+            f"{stored_dir[0].name.lower()}, the spec says {spec.metric.direction}"
+        )
+    attrs = storage.get_study_system_attrs(study_id)
+    for key, value in _fingerprint(spec).items():
+        if key in attrs and attrs[key] != value:
+            what = "metric.name" if key == ATTR_METRIC else "space"
+            raise StudyConflictError(
+                f"{source}: {what}: differs from study {spec.name!r} already in the storage "
+                f"(use another name, or the study's original spec)"
+            )
+
+
+@dataclass
+class StudyHandle:
+    """An open study with the storage it lives in."""
+
+    study: optuna.Study
+    storage: RDBStorage
+    created: bool
+
+
+def prepare(
+    spec: StudySpec, url: str, n_trials: int | None = None, source: str = "spec"
+) -> StudyHandle:
+    """Create the study (or join it), then top its trial budget up to ``n_trials``."""
+    storage = open_storage(url, spec.retry)
+    try:
+        study_id = storage.get_study_id_from_name(spec.name)
+    except KeyError:
+        study_id = None
+    if study_id is not None:
+        check_compatible(storage, study_id, spec, source)
+    study = optuna.create_study(
+        storage=storage,
+        study_name=spec.name,
+        direction=spec.metric.direction,
+        sampler=build_sampler(spec),
+        pruner=build_pruner(spec),
+        load_if_exists=True,
+    )
+    if study_id is None:
+        for key, value in {**_fingerprint(spec), ATTR_DESCRIPTION: spec.description}.items():
+            storage.set_study_system_attr(study._study_id, key, value)
+    budget.top_up(study, storage, spec, n_trials or spec.n_trials)
+    return StudyHandle(study, storage, created=study_id is None)
+
+
+def load(spec: StudySpec, url: str, *, node: str = "", index: int = 0) -> StudyHandle:
+    """Load an existing study for a worker, with its own sampler seed."""
+    storage = open_storage(url, spec.retry)
+    study = optuna.load_study(
+        study_name=spec.name,
+        storage=storage,
+        sampler=build_sampler(spec, node, index),
+        pruner=build_pruner(spec),
+    )
+    return StudyHandle(study, storage, created=False)
