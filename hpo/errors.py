@@ -40,3 +40,10 @@ class NonFiniteLossError(TrialError):
     def __init__(self, epoch: int) -> None:
         super().__init__("non_finite_loss", f"training loss became NaN or infinite in epoch {epoch}")
         self.epoch = epoch
+
+
+class Interrupted(BaseException):  # noqa: N818 - a control-flow signal, like KeyboardInterrupt
+    """The node is stopping (Ctrl-C, SIGTERM): end the trial at a safe point, hand it back.
+
+    A BaseException so that no ``except Exception`` in user code or libraries swallows it.
+    """

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from hpo.study.budget import budget_used, claim, is_retry, top_up
+from hpo.study.budget import budget_used, claim, is_retry, requeue, top_up
+from hpo.study.summary import Snapshot, snapshot
 from hpo.study.search import build_pruner, build_sampler, suggest, worker_seed
 from hpo.study.session import StudyHandle, check_compatible, load, prepare
 from hpo.study.storage import (
@@ -28,6 +29,9 @@ __all__ = [
     "prepare",
     "quiet_optuna",
     "redact",
+    "requeue",
+    "Snapshot",
+    "snapshot",
     "resolve_storage_url",
     "study_lock",
     "suggest",

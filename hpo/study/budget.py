@@ -13,8 +13,8 @@ import json
 from typing import Any
 
 import optuna
-from optuna.storages import RDBStorage
-from optuna.trial import FrozenTrial
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial, TrialState
 
 from hpo.spec import GridSpec, StudySpec
 from hpo.study.storage import study_lock
@@ -72,3 +72,11 @@ def claim(study: optuna.Study) -> optuna.Trial | None:
     if trial_id is None:
         return None
     return optuna.Trial(study, trial_id)
+
+
+def requeue(study: optuna.Study, trial_id: int, reason: str, max_retries: int) -> None:
+    """Fail a RUNNING trial whose worker is gone and enqueue its retry (same params)."""
+    storage = study._storage
+    storage.set_trial_user_attr(trial_id, "fail_reason", reason)
+    if storage.set_trial_state_values(trial_id, TrialState.FAIL):
+        RetryHeartbeatStaleTrialCallback(max_retry=max_retries)(study, storage.get_trial(trial_id))

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from hpo.data import DataBundle, DataOptions, load_data
-from hpo.errors import NonFiniteLossError
+from hpo.errors import Interrupted, NonFiniteLossError
 from hpo.models import MODELS, build_model
 from hpo.trainer.batches import LoaderBatches, TensorBatches, make_batches, subset
 from hpo.trainer.config import TrainConfig
@@ -77,14 +77,21 @@ def train_one_epoch(
     scaler: torch.amp.GradScaler,
     precision: Precision,
     device: torch.device,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> dict[str, float]:
-    """One pass over the training batches; metrics are summed on the device, read once."""
+    """One pass over the training batches; metrics are summed on the device, read once.
+
+    ``should_stop`` is polled before every batch (a host-side flag, no device sync) and raises
+    :class:`Interrupted` so a preempted node stops within one batch.
+    """
     model.train()
     loss_fn = nn.CrossEntropyLoss()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     count = 0
     for x, y in batches:
+        if should_stop():
+            raise Interrupted("stop requested during training")
         with precision.autocast(device):
             logits = model(x)
             loss = loss_fn(logits, y)
@@ -126,11 +133,17 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def fit(config: TrainConfig, device: torch.device, on_epoch: EpochCallback) -> TrainResult:
+def fit(
+    config: TrainConfig,
+    device: torch.device,
+    on_epoch: EpochCallback,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> TrainResult:
     """Train ``config`` on ``device`` for ``config.epochs`` epochs, calling ``on_epoch`` after each.
 
     Raises:
         NonFiniteLossError: the training loss became NaN or infinite.
+        Interrupted: ``should_stop()`` turned true.
     """
     torch.manual_seed(config.seed)
     data = _load(config)
@@ -152,13 +165,16 @@ def fit(config: TrainConfig, device: torch.device, on_epoch: EpochCallback) -> T
     started = time.perf_counter()
     for epoch in range(1, config.epochs + 1):
         t0 = time.perf_counter()
-        metrics = train_one_epoch(model, train, optimizer, scaler, precision, device)
-        result.train_seconds += time.perf_counter() - t0
+        metrics = train_one_epoch(model, train, optimizer, scaler, precision, device, should_stop)
+        epoch_seconds = time.perf_counter() - t0
+        result.train_seconds += epoch_seconds
         if not math.isfinite(metrics["train_loss"]):
             raise NonFiniteLossError(epoch)
         metrics.update(validate(model, val, precision, device))
         result.history.append(metrics)
         result.seconds = time.perf_counter() - started
         result.peak_memory_mb = _peak_memory_mb(device)
-        on_epoch(epoch, metrics)
+        # Speed and memory ride along with the metrics so that a pruned trial records them too.
+        perf = {"samples_per_second": len(train) / epoch_seconds, "peak_memory_mb": result.peak_memory_mb}
+        on_epoch(epoch, {**metrics, **perf})
     return result

@@ -1,0 +1,209 @@
+"""The ``hpo`` command line: parses arguments, calls the library, prints. No logic of its own."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hpo.errors import HpoError, SpecError, StorageError
+from hpo.progress import fmt_params, make_progress
+
+app = typer.Typer(
+    name="hpo",
+    help="Hyperparameter optimization for GPU training (Optuna + PyTorch).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+SpecArg = Annotated[Path, typer.Argument(help="study YAML file", show_default=False)]
+StorageOpt = Annotated[
+    str | None,
+    typer.Option("--storage", help="storage URL (overrides HPO_STORAGE and the spec)",
+                 show_default=False),
+]
+NameOpt = Annotated[str | None, typer.Option("--study-name", help="override the spec's study name")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="tracebacks and debug logs")]
+
+
+def _errors(func: F) -> F:
+    """Map hpo's errors to one red line and an exit code (2 bad input, 1 runtime)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        verbose = bool(kwargs.get("verbose"))
+        logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING)
+        try:
+            return func(*args, **kwargs)
+        except HpoError as exc:
+            if verbose:
+                err.print_exception()
+            for line in str(exc).splitlines():
+                err.print(f"[red]error:[/] {line}", markup=True, highlight=False)
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _load(spec_path: Path, study_name: str | None) -> Any:
+    from hpo.spec import StudySpec, load_spec
+
+    spec = load_spec(spec_path)
+    if study_name:
+        try:
+            spec = StudySpec.model_validate({**spec.model_dump(exclude_unset=True), "name": study_name})
+        except ValueError as exc:
+            raise SpecError(f"--study-name: {exc}") from None
+    return spec
+
+
+@app.command()
+@_errors
+def validate(spec_path: SpecArg, verbose: VerboseOpt = False) -> None:
+    """Check a study file without running it (exit 2 on the first problem)."""
+    spec = _load(spec_path, None)
+    mode = f"objective {spec.objective}" if spec.objective else f"{spec.train.model} on {spec.train.dataset}"
+    out.print(f"{spec_path}: ok: study {spec.name!r}, {spec.sampler.type} sampler, "
+              f"{spec.pruner.type} pruner, {spec.n_trials} trials, {len(spec.space)} parameters, "
+              f"{mode}", highlight=False)
+
+
+@app.command()
+@_errors
+def run(
+    spec_path: SpecArg,
+    storage: StorageOpt = None,
+    study_name: NameOpt = None,
+    n_trials: Annotated[int | None, typer.Option("--n-trials", min=1, help="total trial budget")] = None,
+    timeout: Annotated[float | None, typer.Option("--timeout", min=0, help="seconds; no trial starts after")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help="worker processes on this node")] = None,
+    gpus: Annotated[str | None, typer.Option("--gpus", help="'all' or ids like 0,1")] = None,
+    device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda")] = "auto",
+    logs_dir: Annotated[Path, typer.Option("--logs-dir", help="worker logs")] = Path("hpo-logs"),
+    verbose: VerboseOpt = False,
+) -> None:
+    """Create (or join) the study and run trials until its budget or timeout is spent."""
+    from hpo.dispatch import RunOptions, run_study
+    from hpo.study import resolve_storage_url
+
+    spec = _load(spec_path, study_name)
+    options = RunOptions(
+        storage_url=resolve_storage_url(storage, spec.storage),
+        n_trials=n_trials, timeout=timeout, workers=workers, gpus=gpus, device=device,
+        logs_dir=logs_dir,
+    )
+    progress = make_progress(out)
+    try:
+        result = run_study(spec, options, progress)
+    finally:
+        progress.close()
+    _print_summary(result.snapshot, spec.metric.name)
+    for path in result.failed_logs:
+        err.print(f"a worker failed; its log: {path}", highlight=False)
+    raise typer.Exit(result.exit_code)
+
+
+def _open(spec_path: Path, storage: str | None, study_name: str | None) -> Any:
+    import optuna
+
+    from hpo.study import open_storage, quiet_optuna, redact, resolve_storage_url
+
+    quiet_optuna()
+    spec = _load(spec_path, study_name)
+    url = resolve_storage_url(storage, spec.storage)
+    try:
+        return spec, optuna.load_study(study_name=spec.name, storage=open_storage(url))
+    except KeyError:
+        raise StorageError(f"no study {spec.name!r} in {redact(url)}") from None
+
+
+def _print_summary(snap: Any, metric: str) -> None:
+    table = Table(title="trials", box=None)
+    for state in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING"):
+        table.add_column(state.lower(), justify="right")
+    table.add_row(*(str(snap.counts.get(s, 0)) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")))
+    out.print(table)
+    if snap.best_value is None:
+        out.print("no completed trial yet")
+    else:
+        out.print(f"best {metric}: {snap.best_value:.6g} (trial {snap.best_number})", highlight=False)
+        out.print(f"best params: {fmt_params(snap.best_params)}", highlight=False)
+
+
+@app.command()
+@_errors
+def status(
+    spec_path: SpecArg,
+    storage: StorageOpt = None,
+    study_name: NameOpt = None,
+    last: Annotated[int, typer.Option("--last", help="show the last N trials")] = 20,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Trials by state, the best value and params, and the latest trials."""
+    from hpo.study import snapshot
+
+    spec, study = _open(spec_path, storage, study_name)
+    trials = study.get_trials(deepcopy=False)
+    table = Table(box=None)
+    for col in ("#", "state", spec.metric.name, "epochs", "seconds", "node/worker", "params", "reason"):
+        table.add_column(col)
+    for t in trials[-last:] if last else []:
+        secs = t.duration.total_seconds() if t.duration else None
+        where = f"{t.user_attrs.get('node', '-')}/w{t.user_attrs.get('worker', '-')}"
+        table.add_row(
+            str(t.number), t.state.name.lower(),
+            f"{t.value:.4g}" if t.value is not None else "-",
+            str(t.user_attrs.get("epochs_run", "-")), f"{secs:.1f}" if secs else "-",
+            where, fmt_params(t.params), str(t.user_attrs.get("fail_reason", "")),
+        )
+    out.print(table)
+    _print_summary(snapshot(study), spec.metric.name)
+
+
+@app.command()
+@_errors
+def best(
+    spec_path: SpecArg,
+    storage: StorageOpt = None,
+    study_name: NameOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """The best trial's value and parameters."""
+    spec, study = _open(spec_path, storage, study_name)
+    try:
+        trial = study.best_trial
+    except ValueError:
+        raise StorageError(f"study {spec.name!r} has no completed trial yet") from None
+    record = {
+        "study": spec.name,
+        "metric": spec.metric.name,
+        "direction": spec.metric.direction,
+        "trial": trial.number,
+        "value": trial.value,
+        "params": trial.params,
+        "user_attrs": trial.user_attrs,
+    }
+    if as_json:
+        sys.stdout.write(json.dumps(record, indent=2, default=str) + "\n")
+    else:
+        out.print(f"trial {trial.number}: {spec.metric.name} = {trial.value:.6g}", highlight=False)
+        out.print(f"params: {fmt_params(trial.params)}", highlight=False)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

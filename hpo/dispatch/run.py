@@ -1,0 +1,105 @@
+"""``hpo run`` on one node: prepare the study, start the workers, watch them, clean up."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from optuna.trial import TrialState
+
+from hpo.dispatch.plan import WorkerPlan, detect_gpus, plan_workers
+from hpo.dispatch.supervisor import Supervisor
+from hpo.spec import StudySpec
+from hpo.study import Snapshot, StudyHandle, prepare, redact, requeue, snapshot
+
+#: Datasets fetched over the network: fetched once here, before workers start in parallel.
+DOWNLOADED = ("mnist", "fashion_mnist", "cifar10")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Command-line overrides of one ``hpo run``."""
+
+    storage_url: str
+    n_trials: int | None = None
+    timeout: float | None = None
+    workers: int | None = None
+    gpus: str | None = None
+    device: str = "auto"
+    logs_dir: Path = Path("hpo-logs")
+    node: str = field(default_factory=socket.gethostname)
+
+
+class Observer(Protocol):
+    """What the console layer implements to show progress."""
+
+    def started(self, spec: StudySpec, storage: str, plans: list[WorkerPlan], budget: int) -> None: ...
+    def event(self, event: dict[str, Any]) -> None: ...
+    def snapshot(self, snap: Snapshot) -> None: ...
+
+
+@dataclass
+class RunResult:
+    """How the node's run ended."""
+
+    exit_code: int
+    snapshot: Snapshot
+    failed_logs: list[Path]
+
+
+def _prepare_data(spec: StudySpec) -> None:
+    if spec.objective is None and spec.train.dataset in DOWNLOADED:
+        from hpo.data import prepare_data
+        from hpo.trainer.loop import data_options
+
+        prepare_data(spec.train.dataset, data_options(spec.train, spec.train.image_size))
+
+
+def _release_orphans(handle: StudyHandle, spec: StudySpec, node: str, pids: set[int]) -> None:
+    """Trials our workers left RUNNING (killed, crashed) are failed and retried now."""
+    for t in handle.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if t.user_attrs.get("node") == node and t.user_attrs.get("pid") in pids:
+            requeue(handle.study, t._trial_id, "worker died", spec.retry.max_retries)
+
+
+class _Ticker:
+    def __init__(self, handle: StudyHandle, observer: Observer, every: float = 2.0) -> None:
+        self.handle, self.observer, self.every, self.last = handle, observer, every, 0.0
+
+    def __call__(self, force: bool = False) -> None:
+        if force or time.monotonic() - self.last >= self.every:
+            self.last = time.monotonic()
+            self.observer.snapshot(snapshot(self.handle.study))
+
+
+def run_study(spec: StudySpec, options: RunOptions, observer: Observer) -> RunResult:
+    """Create or join the study, run this node's workers until the budget or timeout is spent."""
+    plans = plan_workers(options.device, options.gpus, options.workers, detect_gpus()
+                         if options.device != "cpu" else [], _cpu_count())
+    handle = prepare(spec, options.storage_url, options.n_trials)
+    timeout = options.timeout or spec.budget.timeout
+    deadline = time.time() + timeout if timeout else None
+    _prepare_data(spec)
+    observer.started(spec, redact(options.storage_url), plans, options.n_trials or spec.n_trials)
+    sup = Supervisor(plans, spec.model_dump_json(), options.storage_url, options.node, deadline,
+                     options.logs_dir, observer.event)
+    previous = signal.signal(signal.SIGTERM, lambda *_: sup.preempt())
+    ticker = _Ticker(handle, observer)
+    try:
+        sup.start()
+        code = sup.wait(ticker)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    _release_orphans(handle, spec, options.node, sup.all_pids())
+    ticker(force=True)
+    return RunResult(code, snapshot(handle.study), sup.failed_logs())
+
+
+def _cpu_count() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -1,0 +1,151 @@
+"""Showing a run: a live rich table on a terminal, one plain line per trial elsewhere."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+
+from hpo.dispatch import WorkerPlan
+from hpo.spec import StudySpec
+from hpo.study import Snapshot
+
+STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
+
+
+def fmt_params(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
+@dataclass
+class _WorkerRow:
+    device: str = ""
+    trial: int | None = None
+    epoch: int | None = None
+    value: float | None = None
+    speed: float | None = None
+    status: str = "starting"
+
+
+@dataclass
+class _State:
+    spec: StudySpec | None = None
+    storage: str = ""
+    budget: int = 0
+    snap: Snapshot = field(default_factory=Snapshot)
+    workers: dict[int, _WorkerRow] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+    finished_here: int = 0
+
+
+class PlainProgress:
+    """Log lines for CI, nohup and Kubernetes logs: one per finished trial."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.state = _State()
+
+    def started(self, spec: StudySpec, storage: str, plans: list[WorkerPlan], budget: int) -> None:
+        self.state.spec, self.state.storage, self.state.budget = spec, storage, budget
+        devices = ", ".join(f"w{p.index}:{p.device}{'' if p.gpu is None else ':' + p.gpu}" for p in plans)
+        self.console.print(f"study {spec.name} on {storage}: budget {budget} trials, workers {devices}")
+
+    def event(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "trial_end":
+            self.state.finished_here += 1
+            value = event.get("value")
+            shown = f"{value:.4g}" if isinstance(value, float) else "-"
+            reason = f" ({event['reason']})" if event.get("reason") else ""
+            self.console.print(
+                f"trial {event['trial']} {event['state'].lower()} value={shown} "
+                f"[{fmt_params(event.get('params') or {})}] w{event['worker']}{reason}",
+                markup=False, highlight=False, soft_wrap=True,
+            )
+        elif kind == "worker_restart":
+            self.console.print(f"worker {event['worker']} died (exit {event['code']}); restarted")
+        elif kind == "stopping":
+            self.console.print("stopping: running trials are handed back for retry")
+        elif kind == "fatal":
+            self.console.print(f"worker {event['worker']}: {event['message']}", markup=False)
+
+    def snapshot(self, snap: Snapshot) -> None:
+        self.state.snap = snap
+
+    def close(self) -> None:
+        pass
+
+
+class LiveProgress(PlainProgress):
+    """A table refreshed in place: trials by state, the best so far, what each worker runs."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__(console)
+        self.live = Live(console=console, refresh_per_second=4, transient=False)
+
+    def started(self, spec: StudySpec, storage: str, plans: list[WorkerPlan], budget: int) -> None:
+        super().started(spec, storage, plans, budget)
+        for p in plans:
+            self.state.workers[p.index] = _WorkerRow(device=p.device if p.gpu is None else f"cuda:{p.gpu}")
+        self.live.start()
+        self.live.update(self.render())
+
+    def event(self, event: dict[str, Any]) -> None:
+        row = self.state.workers.setdefault(event.get("worker", -1), _WorkerRow())
+        kind = event.get("event")
+        if kind == "trial_start":
+            row.trial, row.epoch, row.value, row.status = event["trial"], 0, None, "training"
+        elif kind == "epoch":
+            row.epoch, row.value = event["epoch"], event["value"]
+            row.speed = event.get("samples_per_second")
+        elif kind == "trial_end":
+            row.status = event["state"].lower()
+        elif kind == "deadline":
+            row.status = kind
+        super().event(event)  # finished trials and notices also print above the table
+        self.live.update(self.render())
+
+    def snapshot(self, snap: Snapshot) -> None:
+        super().snapshot(snap)
+        self.live.update(self.render())
+
+    def render(self) -> Group:
+        s = self.state
+        counts = " ".join(f"{k.lower()} {s.snap.counts.get(k, 0)}" for k in STATES)
+        done = s.snap.finished
+        eta = ""
+        elapsed = time.monotonic() - s.started
+        if s.finished_here and s.budget > done:
+            eta = f"  eta {(s.budget - done) * elapsed / s.finished_here:.0f}s"
+        head = f"[bold]{s.spec.name if s.spec else ''}[/] {done}/{s.budget} finished  {counts}{eta}"
+        best = "best: -"
+        if s.snap.best_value is not None:
+            best = f"best: {s.snap.best_value:.4g} (trial {s.snap.best_number}) {fmt_params(s.snap.best_params)}"
+        table = Table(box=None, pad_edge=False)
+        for col in ("worker", "device", "trial", "epoch", "value", "samples/s", "status"):
+            table.add_column(col)
+        for idx, row in sorted(s.workers.items()):
+            if idx < 0:
+                continue
+            table.add_row(
+                f"w{idx}", row.device, _s(row.trial), _s(row.epoch),
+                f"{row.value:.4g}" if row.value is not None else "-",
+                f"{row.speed:.0f}" if row.speed else "-", row.status,
+            )
+        return Group(head, best, table)
+
+    def close(self) -> None:
+        self.live.stop()
+
+
+def _s(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def make_progress(console: Console) -> PlainProgress:
+    """Live table on a terminal, plain lines otherwise."""
+    return LiveProgress(console) if console.is_terminal else PlainProgress(console)

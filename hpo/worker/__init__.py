@@ -1,0 +1,15 @@
+"""A trial worker: claims waiting trials from the study and runs them until the budget is spent.
+
+Contract with the dispatcher: the worker process gets the validated spec as JSON on stdin, the
+storage URL in ``HPO_STORAGE`` (never on the command line), and its GPU through
+``CUDA_VISIBLE_DEVICES``. It prints one JSON event per line on stdout and logs to stderr.
+Exit codes: 0 budget or deadline reached (or stopped by SIGTERM), 130 Ctrl-C, 1 fatal error.
+"""
+
+from __future__ import annotations
+
+from hpo.worker.loop import WorkerContext, run_worker
+from hpo.errors import Interrupted
+from hpo.worker.trial import TrialOutcome, run_trial
+
+__all__ = ["Interrupted", "TrialOutcome", "WorkerContext", "run_trial", "run_worker"]

@@ -1,0 +1,103 @@
+"""The worker's trial loop: fail stale trials, claim one, run it with a heartbeat, tell."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+import optuna
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.storages._heartbeat import get_heartbeat_thread
+from optuna.trial import TrialState
+
+from hpo.spec import StudySpec
+from hpo.study import claim, load
+from hpo.worker.trial import Emit, TrialOutcome, run_trial
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    """Who this worker is and until when it may start trials."""
+
+    spec: StudySpec
+    storage_url: str
+    index: int = 0
+    node: str = "localhost"
+    device: str = "cpu"
+    deadline: float | None = None  # time.time() after which no new trial starts
+
+
+def _record_start(trial: optuna.Trial, ctx: WorkerContext, device_name: str) -> None:
+    for key, value in {
+        "node": ctx.node,
+        "worker": ctx.index,
+        "pid": os.getpid(),
+        "device": device_name,
+    }.items():
+        trial.set_user_attr(key, value)
+
+
+def _finish(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome, ctx: WorkerContext) -> None:
+    attrs = dict(outcome.attrs)
+    if outcome.reason:
+        attrs["fail_reason"] = outcome.reason
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+    if outcome.state == TrialState.COMPLETE:
+        study.tell(trial, outcome.value)
+    else:
+        study.tell(trial, state=outcome.state)
+    if outcome.interrupted:
+        # Hand the trial back at once instead of waiting for its heartbeat to go stale.
+        retry = RetryHeartbeatStaleTrialCallback(max_retry=ctx.spec.retry.max_retries)
+        retry(study, study._storage.get_trial(trial._trial_id))
+
+
+def _device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.get_device_name(0)
+    return "cpu"
+
+
+def run_worker(ctx: WorkerContext, stop: threading.Event, emit: Emit) -> int:
+    """Run trials until none is waiting, the deadline passes or ``stop`` is set.
+
+    Returns the process exit code: 0 normally, 130 when interrupted by Ctrl-C.
+    """
+    handle = load(ctx.spec, ctx.storage_url, node=ctx.node, index=ctx.index)
+    study, storage = handle.study, handle.storage
+    device_name = _device_name(ctx.device)
+    parent = os.getppid()
+    while not stop.is_set():
+        if ctx.deadline is not None and time.time() >= ctx.deadline:
+            emit({"event": "deadline"})
+            break
+        if os.getppid() != parent:
+            log.warning("the node's supervisor is gone: stopping")
+            break
+        optuna.storages.fail_stale_trials(study)
+        trial = claim(study)
+        if trial is None:
+            break
+        _record_start(trial, ctx, device_name)
+        with get_heartbeat_thread(trial._trial_id, storage):
+            outcome = run_trial(trial, ctx.spec, ctx.device, stop, emit)
+            _finish(study, trial, outcome, ctx)
+        emit({
+            "event": "trial_end",
+            "trial": trial.number,
+            "state": outcome.state.name,
+            "value": outcome.value,
+            "reason": outcome.reason,
+            "params": trial.params,
+        })
+        if outcome.interrupted:
+            return 130
+    return 0

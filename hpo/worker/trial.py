@@ -1,0 +1,143 @@
+"""One trial: suggest parameters, train (or call the user's objective), report, decide.
+
+This is the one place where Optuna and the trainer meet. The trainer's ``on_epoch`` callback
+reports the study metric to the trial and raises ``TrialPruned`` when the pruner says so.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from hpo.errors import Interrupted, TrialError
+from hpo.spec import StudySpec, TrainConfig, load_objective
+from hpo.study import suggest
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class TrialOutcome:
+    """How a trial ended, as the worker will tell it to the study."""
+
+    state: TrialState
+    value: float | None = None
+    reason: str | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+    interrupted: bool = False
+
+
+class _Progress:
+    """The per-epoch bookkeeping shared by the trainer path and the objective path."""
+
+    def __init__(self, trial: optuna.Trial, spec: StudySpec, stop: threading.Event, emit: Emit):
+        self.trial, self.spec, self.stop, self.emit = trial, spec, stop, emit
+        self.values: list[float] = []
+        self.attrs: dict[str, Any] = {}
+        self.started = time.perf_counter()
+        self.last_step = spec.train.epochs if spec.objective is None else None
+
+    def report(self, value: float, step: int, extra: dict[str, float] | None = None) -> None:
+        value = float(value)
+        self.values.append(value)
+        self.trial.report(value, step)
+        self.emit({"event": "epoch", "trial": self.trial.number, "epoch": step, "value": value,
+                   **(extra or {})})
+        if self.stop.is_set():
+            raise Interrupted(f"stopped at epoch {step}")
+        if self.last_step is not None and step >= self.last_step:
+            return  # the run is complete: pruning now would save nothing and lose the result
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at epoch {step} ({self.spec.metric.name}={value:.4g})")
+
+    def on_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        self.attrs.update(
+            {k: round(metrics[k], 3) for k in ("samples_per_second", "peak_memory_mb")
+             if k in metrics}
+        )
+        self.report(metrics[self.spec.metric.name], epoch,
+                    {"samples_per_second": metrics.get("samples_per_second", 0.0)})
+
+    def final_value(self) -> float:
+        if self.spec.objective_value == "last" or not self.values:
+            return self.values[-1]
+        pick = max if self.spec.metric.direction == "maximize" else min
+        return pick(self.values)
+
+    def summary(self) -> dict[str, Any]:
+        seconds = time.perf_counter() - self.started
+        return {
+            **self.attrs,
+            "epochs_run": len(self.values),
+            "seconds_per_epoch": round(seconds / max(1, len(self.values)), 3),
+        }
+
+
+def _train(params: dict[str, Any], spec: StudySpec, device: str, progress: _Progress) -> float:
+    from hpo.trainer import fit
+    import torch
+
+    config = TrainConfig.model_validate({**spec.train.model_dump(), **params})
+    fit(config, torch.device(device), progress.on_epoch, should_stop=progress.stop.is_set)
+    return progress.final_value()
+
+
+def _objective(params: dict[str, Any], spec: StudySpec, progress: _Progress) -> float:
+    func = load_objective(spec.objective or "")
+    result = func(params, progress.report)
+    if result is None:
+        return progress.final_value()
+    return float(result)
+
+
+def _free_memory(device: str) -> None:
+    gc.collect()
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.empty_cache()
+
+
+def run_trial(
+    trial: optuna.Trial, spec: StudySpec, device: str, stop: threading.Event, emit: Emit
+) -> TrialOutcome:
+    """Run ``trial`` to an outcome; never raises for a trial-level failure."""
+    progress = _Progress(trial, spec, stop, emit)
+    try:
+        params = suggest(trial, spec)
+        emit({"event": "trial_start", "trial": trial.number, "params": params})
+        if spec.objective is None:
+            value = _train(params, spec, device, progress)
+        else:
+            value = _objective(params, spec, progress)
+        return TrialOutcome(TrialState.COMPLETE, value, attrs=progress.summary())
+    except optuna.TrialPruned as exc:
+        last = progress.values[-1] if progress.values else None
+        return TrialOutcome(TrialState.PRUNED, last, str(exc), progress.summary())
+    except (Interrupted, KeyboardInterrupt) as exc:
+        reason = f"interrupted: {exc}" if str(exc) else "interrupted"
+        return TrialOutcome(TrialState.FAIL, None, reason, progress.summary(), interrupted=True)
+    except TrialError as exc:
+        return TrialOutcome(TrialState.FAIL, None, f"{exc.reason}: {exc}", progress.summary())
+    except MemoryError:
+        return TrialOutcome(TrialState.FAIL, None, "oom: out of host memory", progress.summary())
+    except Exception as exc:  # noqa: BLE001 - one trial's crash never takes the worker down
+        if type(exc).__name__ == "OutOfMemoryError":
+            reason = "oom: out of GPU memory"
+        else:
+            reason = f"error: {type(exc).__name__}: {exc}"
+            log.error("trial %d failed:\n%s", trial.number, traceback.format_exc())
+        return TrialOutcome(TrialState.FAIL, None, reason, progress.summary())
+    finally:
+        _free_memory(device)

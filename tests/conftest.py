@@ -1,0 +1,84 @@
+"""Shared fixtures: study files written to tmp_path, SQLite and the real PostgreSQL storage."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy
+import yaml
+
+POSTGRES_URL = os.environ.get(
+    "HPO_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+)
+
+#: A study that trains in about a second: the small CNN on digits.
+TINY_TRAIN = {"model": "cnn", "dataset": "digits", "epochs": 3, "batch_size": 64, "num_workers": 0}
+
+
+def tiny_spec(name: str = "tiny", **overrides: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "name": name,
+        "metric": {"name": "val_accuracy", "direction": "maximize"},
+        "sampler": {"type": "random", "seed": 0},
+        "pruner": {"type": "none"},
+        "budget": {"n_trials": 4},
+        "space": {"lr": {"type": "float", "low": 0.01, "high": 0.5, "log": True}},
+        "train": dict(TINY_TRAIN),
+    }
+    spec.update(overrides)
+    return spec
+
+
+@pytest.fixture
+def write_spec(tmp_path: Path) -> Callable[..., Path]:
+    """Write a spec dict (or raw YAML text) to a file and return its path."""
+
+    def write(spec: dict[str, Any] | str, filename: str = "study.yaml") -> Path:
+        path = tmp_path / filename
+        path.write_text(spec if isinstance(spec, str) else yaml.safe_dump(spec, sort_keys=False))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'studies.db'}"
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The real PostgreSQL; skipped when absent unless HPO_REQUIRE_POSTGRES=1 (CI)."""
+    engine = sqlalchemy.create_engine(POSTGRES_URL)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT 1"))
+    except sqlalchemy.exc.OperationalError as exc:
+        if os.environ.get("HPO_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL required (HPO_REQUIRE_POSTGRES=1) but unreachable: {exc}")
+        pytest.skip("PostgreSQL not reachable")
+    finally:
+        engine.dispose()
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def unique_name() -> str:
+    """A study name no other test (or earlier run on the shared database) uses."""
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+def pg_study_count(url: str) -> int:
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            if not sqlalchemy.inspect(conn).has_table("studies"):
+                return 0
+            return conn.execute(sqlalchemy.text("SELECT count(*) FROM studies")).scalar_one()
+    finally:
+        engine.dispose()

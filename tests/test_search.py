@@ -1,0 +1,93 @@
+"""Samplers, pruners and suggestion built from specs, driven by ask/tell with no training."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from conftest import tiny_spec
+from hpo.spec import StudySpec
+from hpo.study import build_pruner, build_sampler, suggest, worker_seed
+
+
+def _spec(**overrides: object) -> StudySpec:
+    return StudySpec.model_validate(tiny_spec(**overrides))
+
+
+@pytest.mark.parametrize(
+    ("sampler", "cls"),
+    [({"type": "tpe", "seed": 1}, optuna.samplers.TPESampler),
+     ({"type": "random", "seed": 1}, optuna.samplers.RandomSampler)],
+)
+def test_sampler_built_from_spec(sampler: dict, cls: type) -> None:
+    assert isinstance(build_sampler(_spec(sampler=sampler)), cls)
+
+
+def test_worker_seeds_differ_per_worker_and_node() -> None:
+    seeds = {worker_seed(0, node, i) for node in ("a", "b") for i in range(4)}
+    assert len(seeds) == 8
+    assert worker_seed(None, "a", 0) is None
+
+
+def test_parallel_tpe_workers_propose_different_first_points() -> None:
+    spec = _spec(sampler={"type": "tpe", "seed": 0})
+    study = optuna.create_study()
+    firsts = set()
+    for i in range(4):
+        sampler = build_sampler(spec, "node", i)
+        trial = study.ask()
+        firsts.add(sampler.sample_independent(study, trial, "lr", optuna.distributions.FloatDistribution(0.01, 0.5, log=True)))
+    assert len(firsts) == 4
+
+
+def test_hyperband_from_spec_uses_epochs_as_max_resource() -> None:
+    pruner = build_pruner(_spec(pruner={"type": "hyperband", "min_resource": 1, "reduction_factor": 3}))
+    assert isinstance(pruner, optuna.pruners.HyperbandPruner)
+    assert pruner._max_resource == 3  # train.epochs of the tiny spec
+
+
+def _drive(pruner: optuna.pruners.BasePruner, n: int = 30, epochs: int = 9) -> list[TrialState]:
+    """Trials whose curve is their index: later trials are worse, so a pruner should stop some."""
+    study = optuna.create_study(direction="maximize", pruner=pruner,
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    for i in range(n):
+        trial = study.ask()
+        pruned = False
+        for epoch in range(1, epochs + 1):
+            trial.report(1.0 - i / n + 0.01 * epoch, epoch)
+            if trial.should_prune():
+                pruned = True
+                break
+        study.tell(trial, state=TrialState.PRUNED) if pruned else study.tell(trial, 1.0 - i / n)
+    return [t.state for t in study.trials]
+
+
+def test_hyperband_prunes_worse_trials_without_training() -> None:
+    spec = _spec(pruner={"type": "hyperband"}, train={**tiny_spec()["train"], "epochs": 9})
+    states = _drive(build_pruner(spec))
+    assert states.count(TrialState.PRUNED) >= 5
+    assert states[0] == TrialState.COMPLETE
+
+
+def test_median_prunes_and_none_never_prunes() -> None:
+    median = _drive(build_pruner(_spec(pruner={"type": "median", "n_startup_trials": 3})))
+    assert median.count(TrialState.PRUNED) >= 10
+    never = _drive(build_pruner(_spec(pruner={"type": "none"})))
+    assert never.count(TrialState.PRUNED) == 0
+
+
+def test_suggest_respects_conditions() -> None:
+    spec = _spec(space={
+        "optimizer": {"type": "categorical", "choices": ["sgd", "adam"]},
+        "momentum": {"type": "float", "low": 0.5, "high": 0.99, "when": {"optimizer": "sgd"}},
+        "batch_size": {"type": "int", "low": 16, "high": 128, "step": 16},
+    })
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    seen = []
+    for _ in range(20):
+        params = suggest(study.ask(), spec)
+        seen.append(params)
+        assert ("momentum" in params) == (params["optimizer"] == "sgd")
+        assert params["batch_size"] % 16 == 0
+    assert {p["optimizer"] for p in seen} == {"sgd", "adam"}
