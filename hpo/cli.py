@@ -16,6 +16,7 @@ from rich.table import Table
 
 from hpo.errors import HpoError, SpecError, StorageError
 from hpo.progress import fmt_params, make_progress
+from hpo.study.storage import quiet_optuna
 
 app = typer.Typer(
     name="hpo",
@@ -24,7 +25,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
+out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -46,6 +47,7 @@ def _errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         verbose = bool(kwargs.get("verbose"))
         logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING)
+        quiet_optuna()
         try:
             return func(*args, **kwargs)
         except HpoError as exc:
@@ -103,7 +105,7 @@ def run(
     options = RunOptions(
         storage_url=resolve_storage_url(storage, spec.storage),
         n_trials=n_trials, timeout=timeout, workers=workers, gpus=gpus, device=device,
-        logs_dir=logs_dir,
+        logs_dir=logs_dir, source=str(spec_path),
     )
     progress = make_progress(out)
     try:
@@ -119,9 +121,8 @@ def run(
 def _open(spec_path: Path, storage: str | None, study_name: str | None) -> Any:
     import optuna
 
-    from hpo.study import open_storage, quiet_optuna, redact, resolve_storage_url
+    from hpo.study import open_storage, redact, resolve_storage_url
 
-    quiet_optuna()
     spec = _load(spec_path, study_name)
     url = resolve_storage_url(storage, spec.storage)
     try:

@@ -31,6 +31,7 @@ class RunOptions:
     gpus: str | None = None
     device: str = "auto"
     logs_dir: Path = Path("hpo-logs")
+    source: str = "spec"  # the spec's file name, for error messages
     node: str = field(default_factory=socket.gethostname)
 
 
@@ -59,11 +60,12 @@ def _prepare_data(spec: StudySpec) -> None:
         prepare_data(spec.train.dataset, data_options(spec.train, spec.train.image_size))
 
 
-def _release_orphans(handle: StudyHandle, spec: StudySpec, node: str, pids: set[int]) -> None:
-    """Trials our workers left RUNNING (killed, crashed) are failed and retried now."""
+def _release_orphans(handle: StudyHandle, spec: StudySpec, node: str, pid: int, code: int) -> None:
+    """A trial its worker left RUNNING (killed, crashed) is failed and retried at once,
+    without waiting for its heartbeat to go stale."""
     for t in handle.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if t.user_attrs.get("node") == node and t.user_attrs.get("pid") in pids:
-            requeue(handle.study, t._trial_id, "worker died", spec.retry.max_retries)
+        if t.user_attrs.get("node") == node and t.user_attrs.get("pid") == pid:
+            requeue(handle.study, t._trial_id, f"worker died (exit {code})", spec.retry.max_retries)
 
 
 class _Ticker:
@@ -80,13 +82,16 @@ def run_study(spec: StudySpec, options: RunOptions, observer: Observer) -> RunRe
     """Create or join the study, run this node's workers until the budget or timeout is spent."""
     plans = plan_workers(options.device, options.gpus, options.workers, detect_gpus()
                          if options.device != "cpu" else [], _cpu_count())
-    handle = prepare(spec, options.storage_url, options.n_trials)
+    handle = prepare(spec, options.storage_url, options.n_trials, options.source)
     timeout = options.timeout or spec.budget.timeout
     deadline = time.time() + timeout if timeout else None
     _prepare_data(spec)
     observer.started(spec, redact(options.storage_url), plans, options.n_trials or spec.n_trials)
-    sup = Supervisor(plans, spec.model_dump_json(), options.storage_url, options.node, deadline,
-                     options.logs_dir, observer.event)
+    sup = Supervisor(
+        plans, spec.model_dump_json(exclude_unset=True), options.storage_url, options.node, deadline,
+        options.logs_dir, observer.event,
+        on_exit=lambda pid, code: _release_orphans(handle, spec, options.node, pid, code),
+    )
     previous = signal.signal(signal.SIGTERM, lambda *_: sup.preempt())
     ticker = _Ticker(handle, observer)
     try:
@@ -94,7 +99,6 @@ def run_study(spec: StudySpec, options: RunOptions, observer: Observer) -> RunRe
         code = sup.wait(ticker)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    _release_orphans(handle, spec, options.node, sup.all_pids())
     ticker(force=True)
     return RunResult(code, snapshot(handle.study), sup.failed_logs())
 

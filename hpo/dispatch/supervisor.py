@@ -34,6 +34,7 @@ class _Child:
     log_path: Path
     restarts: int = 0
     pids: list[int] = field(default_factory=list)
+    reported: bool = False
 
 
 class Supervisor:
@@ -48,7 +49,9 @@ class Supervisor:
         deadline: float | None,
         logs_dir: Path,
         on_event: OnEvent,
+        on_exit: Callable[[int, int], None] = lambda pid, code: None,
     ) -> None:
+        self.on_exit = on_exit  # (pid, exit code) of each worker process that ended
         self.plans, self.spec_json, self.storage_url = plans, spec_json, storage_url
         self.node, self.deadline, self.logs_dir, self.on_event = node, deadline, logs_dir, on_event
         self.children: list[_Child] = []
@@ -115,6 +118,9 @@ class Supervisor:
             if code is None:
                 running = True
                 continue
+            if not child.reported:
+                child.reported = True
+                self.on_exit(child.proc.pid, code)
             if code in DELIBERATE or self.stopping or child.restarts >= MAX_RESTARTS:
                 continue
             child.restarts += 1
@@ -123,6 +129,7 @@ class Supervisor:
             self.on_event({"event": "worker_restart", "worker": child.plan.index, "code": code})
             child.proc, child.log_path = self._spawn(child.plan)
             child.pids.append(child.proc.pid)
+            child.reported = False
             running = True
         return running
 
@@ -159,9 +166,6 @@ class Supervisor:
         if any(code not in (0, 130) for code in codes):
             return 1
         return 0
-
-    def all_pids(self) -> set[int]:
-        return {pid for child in self.children for pid in child.pids}
 
     def failed_logs(self) -> list[Path]:
         return [c.log_path for c in self.children if c.proc.returncode not in (0, 130)]

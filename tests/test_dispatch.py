@@ -1,0 +1,49 @@
+"""Worker planning: one process per GPU with CUDA_VISIBLE_DEVICES pinned, else N CPU workers."""
+
+from __future__ import annotations
+
+import pytest
+
+from hpo.dispatch import detect_gpus, plan_workers
+from hpo.errors import SpecError
+
+
+def test_one_worker_per_gpu_pinned() -> None:
+    plans = plan_workers("auto", None, None, ["0", "1", "2", "3"], cpu_count=16)
+    assert [p.env()["CUDA_VISIBLE_DEVICES"] for p in plans] == ["0", "1", "2", "3"]
+    assert all(p.device == "cuda" and p.threads == 4 for p in plans)
+
+
+def test_gpu_subset_and_workers_spread_over_gpus() -> None:
+    plans = plan_workers("auto", "1,3", 4, ["0", "1", "2", "3"], cpu_count=8)
+    assert [p.gpu for p in plans] == ["1", "3", "1", "3"]
+
+
+def test_cpu_workers_hide_gpus() -> None:
+    plans = plan_workers("cpu", None, 3, ["0"], cpu_count=6)
+    assert len(plans) == 3 and all(p.device == "cpu" for p in plans)
+    assert all(p.env()["CUDA_VISIBLE_DEVICES"] == "" and p.threads == 2 for p in plans)
+
+
+def test_no_gpu_falls_back_to_cpu_workers() -> None:
+    plans = plan_workers("auto", None, None, [], cpu_count=2)
+    assert [p.device for p in plans] == ["cpu", "cpu"]
+
+
+@pytest.mark.parametrize(
+    ("device", "gpus", "workers", "detected", "message"),
+    [("cuda", None, None, [], "no GPU found"),
+     ("auto", "5", None, ["0", "1"], "--gpus: 5 not among"),
+     ("tpu", None, None, [], "--device"),
+     ("cpu", None, 0, [], "--workers")],
+)
+def test_bad_plans_are_usage_errors(device, gpus, workers, detected, message) -> None:
+    with pytest.raises(SpecError, match=message):
+        plan_workers(device, gpus, workers, detected, cpu_count=4)
+
+
+def test_detect_gpus_honours_cuda_visible_devices(monkeypatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    assert detect_gpus() == ["2", "3"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert detect_gpus() == []
