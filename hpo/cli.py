@@ -33,8 +33,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 SpecArg = Annotated[Path, typer.Argument(help="study YAML file", show_default=False)]
 StorageOpt = Annotated[
     str | None,
-    typer.Option("--storage", help="storage URL (overrides HPO_STORAGE and the spec)",
-                 show_default=False),
+    typer.Option(
+        "--storage", help="storage URL (overrides HPO_STORAGE and the spec)", show_default=False
+    ),
 ]
 NameOpt = Annotated[str | None, typer.Option("--study-name", help="override the spec's study name")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="tracebacks and debug logs")]
@@ -66,7 +67,9 @@ def _load(spec_path: Path, study_name: str | None) -> Any:
     spec = load_spec(spec_path)
     if study_name:
         try:
-            spec = StudySpec.model_validate({**spec.model_dump(exclude_unset=True), "name": study_name})
+            spec = StudySpec.model_validate(
+                {**spec.model_dump(exclude_unset=True), "name": study_name}
+            )
         except ValueError as exc:
             raise SpecError(f"--study-name: {exc}") from None
     return spec
@@ -77,10 +80,17 @@ def _load(spec_path: Path, study_name: str | None) -> Any:
 def validate(spec_path: SpecArg, verbose: VerboseOpt = False) -> None:
     """Check a study file without running it (exit 2 on the first problem)."""
     spec = _load(spec_path, None)
-    mode = f"objective {spec.objective}" if spec.objective else f"{spec.train.model} on {spec.train.dataset}"
-    out.print(f"{spec_path}: ok: study {spec.name!r}, {spec.sampler.type} sampler, "
-              f"{spec.pruner.type} pruner, {spec.n_trials} trials, {len(spec.space)} parameters, "
-              f"{mode}", highlight=False)
+    mode = (
+        f"objective {spec.objective}"
+        if spec.objective
+        else f"{spec.train.model} on {spec.train.dataset}"
+    )
+    out.print(
+        f"{spec_path}: ok: study {spec.name!r}, {spec.sampler.type} sampler, "
+        f"{spec.pruner.type} pruner, {spec.n_trials} trials, {len(spec.space)} parameters, "
+        f"{mode}",
+        highlight=False,
+    )
 
 
 @app.command()
@@ -89,9 +99,15 @@ def run(
     spec_path: SpecArg,
     storage: StorageOpt = None,
     study_name: NameOpt = None,
-    n_trials: Annotated[int | None, typer.Option("--n-trials", min=1, help="total trial budget")] = None,
-    timeout: Annotated[float | None, typer.Option("--timeout", min=0, help="seconds; no trial starts after")] = None,
-    workers: Annotated[int | None, typer.Option("--workers", min=1, help="worker processes on this node")] = None,
+    n_trials: Annotated[
+        int | None, typer.Option("--n-trials", min=1, help="total trial budget")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", min=0, help="seconds; no trial starts after")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=1, help="worker processes on this node")
+    ] = None,
     gpus: Annotated[str | None, typer.Option("--gpus", help="'all' or ids like 0,1")] = None,
     device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda")] = "auto",
     logs_dir: Annotated[Path, typer.Option("--logs-dir", help="worker logs")] = Path("hpo-logs"),
@@ -104,8 +120,13 @@ def run(
     spec = _load(spec_path, study_name)
     options = RunOptions(
         storage_url=resolve_storage_url(storage, spec.storage),
-        n_trials=n_trials, timeout=timeout, workers=workers, gpus=gpus, device=device,
-        logs_dir=logs_dir, source=str(spec_path),
+        n_trials=n_trials,
+        timeout=timeout,
+        workers=workers,
+        gpus=gpus,
+        device=device,
+        logs_dir=logs_dir,
+        source=str(spec_path),
     )
     progress = make_progress(out)
     try:
@@ -135,12 +156,16 @@ def _print_summary(snap: Any, metric: str) -> None:
     table = Table(title="trials", box=None)
     for state in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING"):
         table.add_column(state.lower(), justify="right")
-    table.add_row(*(str(snap.counts.get(s, 0)) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")))
+    table.add_row(
+        *(str(snap.counts.get(s, 0)) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING"))
+    )
     out.print(table)
     if snap.best_value is None:
         out.print("no completed trial yet")
     else:
-        out.print(f"best {metric}: {snap.best_value:.6g} (trial {snap.best_number})", highlight=False)
+        out.print(
+            f"best {metric}: {snap.best_value:.6g} (trial {snap.best_number})", highlight=False
+        )
         out.print(f"best params: {fmt_params(snap.best_params)}", highlight=False)
 
 
@@ -159,16 +184,29 @@ def status(
     spec, study = _open(spec_path, storage, study_name)
     trials = study.get_trials(deepcopy=False)
     table = Table(box=None)
-    for col in ("#", "state", spec.metric.name, "epochs", "seconds", "node/worker", "params", "reason"):
+    for col in (
+        "#",
+        "state",
+        spec.metric.name,
+        "epochs",
+        "seconds",
+        "node/worker",
+        "params",
+        "reason",
+    ):
         table.add_column(col)
     for t in trials[-last:] if last else []:
         secs = t.duration.total_seconds() if t.duration else None
         where = f"{t.user_attrs.get('node', '-')}/w{t.user_attrs.get('worker', '-')}"
         table.add_row(
-            str(t.number), t.state.name.lower(),
+            str(t.number),
+            t.state.name.lower(),
             f"{t.value:.4g}" if t.value is not None else "-",
-            str(t.user_attrs.get("epochs_run", "-")), f"{secs:.1f}" if secs else "-",
-            where, fmt_params(t.params), str(t.user_attrs.get("fail_reason", "")),
+            str(t.user_attrs.get("epochs_run", "-")),
+            f"{secs:.1f}" if secs else "-",
+            where,
+            fmt_params(t.params),
+            str(t.user_attrs.get("fail_reason", "")),
         )
     out.print(table)
     _print_summary(snapshot(study), spec.metric.name)

@@ -38,7 +38,9 @@ class NonFiniteLossError(TrialError):
     """The training loss became NaN or infinite."""
 
     def __init__(self, epoch: int) -> None:
-        super().__init__("non_finite_loss", f"training loss became NaN or infinite in epoch {epoch}")
+        super().__init__(
+            "non_finite_loss", f"training loss became NaN or infinite in epoch {epoch}"
+        )
         self.epoch = epoch
 
 

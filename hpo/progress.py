@@ -18,7 +18,9 @@ STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
 
 
 def fmt_params(params: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+    return ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
+    )
 
 
 @dataclass
@@ -51,8 +53,12 @@ class PlainProgress:
 
     def started(self, spec: StudySpec, storage: str, plans: list[WorkerPlan], budget: int) -> None:
         self.state.spec, self.state.storage, self.state.budget = spec, storage, budget
-        devices = ", ".join(f"w{p.index}:{p.device}{'' if p.gpu is None else ':' + p.gpu}" for p in plans)
-        self.console.print(f"study {spec.name} on {storage}: budget {budget} trials, workers {devices}")
+        devices = ", ".join(
+            f"w{p.index}:{p.device}{'' if p.gpu is None else ':' + p.gpu}" for p in plans
+        )
+        self.console.print(
+            f"study {spec.name} on {storage}: budget {budget} trials, workers {devices}"
+        )
 
     def event(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
@@ -64,7 +70,9 @@ class PlainProgress:
             self.console.print(
                 f"trial {event['trial']} {event['state'].lower()} value={shown} "
                 f"[{fmt_params(event.get('params') or {})}] w{event['worker']}{reason}",
-                markup=False, highlight=False, soft_wrap=True,
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
             )
         elif kind == "worker_restart":
             self.console.print(f"worker {event['worker']} died (exit {event['code']}); restarted")
@@ -90,7 +98,9 @@ class LiveProgress(PlainProgress):
     def started(self, spec: StudySpec, storage: str, plans: list[WorkerPlan], budget: int) -> None:
         super().started(spec, storage, plans, budget)
         for p in plans:
-            self.state.workers[p.index] = _WorkerRow(device=p.device if p.gpu is None else f"cuda:{p.gpu}")
+            self.state.workers[p.index] = _WorkerRow(
+                device=p.device if p.gpu is None else f"cuda:{p.gpu}"
+            )
         self.live.start()
         self.live.update(self.render())
 
@@ -124,7 +134,8 @@ class LiveProgress(PlainProgress):
         head = f"[bold]{s.spec.name if s.spec else ''}[/] {done}/{s.budget} finished  {counts}{eta}"
         best = "best: -"
         if s.snap.best_value is not None:
-            best = f"best: {s.snap.best_value:.4g} (trial {s.snap.best_number}) {fmt_params(s.snap.best_params)}"
+            params = fmt_params(s.snap.best_params)
+            best = f"best: {s.snap.best_value:.4g} (trial {s.snap.best_number}) {params}"
         table = Table(box=None, pad_edge=False)
         for col in ("worker", "device", "trial", "epoch", "value", "samples/s", "status"):
             table.add_column(col)
@@ -132,9 +143,13 @@ class LiveProgress(PlainProgress):
             if idx < 0:
                 continue
             table.add_row(
-                f"w{idx}", row.device, _s(row.trial), _s(row.epoch),
+                f"w{idx}",
+                row.device,
+                _s(row.trial),
+                _s(row.epoch),
                 f"{row.value:.4g}" if row.value is not None else "-",
-                f"{row.speed:.0f}" if row.speed else "-", row.status,
+                f"{row.speed:.0f}" if row.speed else "-",
+                row.status,
             )
         return Group(head, best, table)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import multiprocessing as mp
 
 import optuna
+from conftest import tiny_spec
 from optuna.trial import TrialState
 
-from conftest import tiny_spec
 from hpo.spec import StudySpec
 from hpo.study import budget_used, claim, prepare, requeue
 
@@ -61,10 +61,14 @@ def test_concurrent_claims_on_sqlite_take_each_trial_once(sqlite_url: str) -> No
 
 
 def test_grid_points_enqueued_once_with_fixed_params(sqlite_url: str) -> None:
-    spec = _spec(sampler={"type": "grid"}, budget={}, space={
-        "lr": {"type": "float", "values": [0.01, 0.1]},
-        "batch_size": {"type": "categorical", "choices": [16, 32, 64]},
-    })
+    spec = _spec(
+        sampler={"type": "grid"},
+        budget={},
+        space={
+            "lr": {"type": "float", "values": [0.01, 0.1]},
+            "batch_size": {"type": "categorical", "choices": [16, 32, 64]},
+        },
+    )
     prepare(spec, sqlite_url)
     study = prepare(spec, sqlite_url).study
     fixed = [t.system_attrs["fixed_params"] for t in study.trials]

@@ -32,10 +32,12 @@ def test_no_gpu_falls_back_to_cpu_workers() -> None:
 
 @pytest.mark.parametrize(
     ("device", "gpus", "workers", "detected", "message"),
-    [("cuda", None, None, [], "no GPU found"),
-     ("auto", "5", None, ["0", "1"], "--gpus: 5 not among"),
-     ("tpu", None, None, [], "--device"),
-     ("cpu", None, 0, [], "--workers")],
+    [
+        ("cuda", None, None, [], "no GPU found"),
+        ("auto", "5", None, ["0", "1"], "--gpus: 5 not among"),
+        ("tpu", None, None, [], "--device"),
+        ("cpu", None, 0, [], "--workers"),
+    ],
 )
 def test_bad_plans_are_usage_errors(device, gpus, workers, detected, message) -> None:
     with pytest.raises(SpecError, match=message):

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import optuna
 import pytest
-from optuna.trial import TrialState
-
 from conftest import tiny_spec
+from optuna.trial import TrialState
 
 pytestmark = pytest.mark.slow
 
@@ -22,8 +21,15 @@ pytestmark = pytest.mark.slow
 def hpo(*args: str, cwd: Path, env: dict[str, str] | None = None, **kw) -> subprocess.Popen:
     full_env = {**os.environ, **(env or {})}
     full_env.pop("HPO_STORAGE", None) if "HPO_STORAGE" not in (env or {}) else None
-    return subprocess.Popen([sys.executable, "-m", "hpo", *args], cwd=cwd, env=full_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "hpo", *args],
+        cwd=cwd,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kw,
+    )
 
 
 def finish(proc: subprocess.Popen, timeout: float = 240) -> str:
@@ -51,17 +57,31 @@ def test_run_two_workers_on_embedded_storage(write_spec, tmp_path: Path) -> None
     for t in trials:
         assert sorted(t.intermediate_values) == [1, 2, 3]
         assert t.value == max(t.intermediate_values.values())  # objective_value: best
-        for key in ("node", "device", "epochs_run", "seconds_per_epoch", "samples_per_second",
-                    "peak_memory_mb"):
+        for key in (
+            "node",
+            "device",
+            "epochs_run",
+            "seconds_per_epoch",
+            "samples_per_second",
+            "peak_memory_mb",
+        ):
             assert key in t.user_attrs, key
     assert out.count("complete value=") == 6  # not a terminal: one line per finished trial
     assert "best val_accuracy" in out
 
-    status = subprocess.run([sys.executable, "-m", "hpo", "status", str(spec)], cwd=tmp_path,
-                            capture_output=True, text=True)
+    status = subprocess.run(
+        [sys.executable, "-m", "hpo", "status", str(spec)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert status.returncode == 0 and "complete" in status.stdout
-    best = subprocess.run([sys.executable, "-m", "hpo", "best", str(spec), "--json"], cwd=tmp_path,
-                          capture_output=True, text=True)
+    best = subprocess.run(
+        [sys.executable, "-m", "hpo", "best", str(spec), "--json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     record = json.loads(best.stdout)
     assert record["value"] == max(t.value for t in trials)
     assert set(record["params"]) == {"lr"}
@@ -71,15 +91,19 @@ def test_run_two_workers_on_embedded_storage(write_spec, tmp_path: Path) -> None
 def test_two_nodes_join_one_postgres_study_with_exact_budget_and_pruning(
     write_spec, tmp_path: Path, postgres_url: str, unique_name: str
 ) -> None:
-    spec = write_spec(tiny_spec(
-        unique_name,
-        sampler={"type": "tpe", "seed": 0, "n_startup_trials": 4},
-        pruner={"type": "hyperband", "min_resource": 1, "reduction_factor": 3},
-        budget={"n_trials": 14},
-        space={"lr": {"type": "float", "low": 1e-4, "high": 1.0, "log": True},
-               "batch_size": {"type": "categorical", "choices": [32, 128]}},
-        train={**tiny_spec()["train"], "epochs": 9, "fraction": 0.5},
-    ))
+    spec = write_spec(
+        tiny_spec(
+            unique_name,
+            sampler={"type": "tpe", "seed": 0, "n_startup_trials": 4},
+            pruner={"type": "hyperband", "min_resource": 1, "reduction_factor": 3},
+            budget={"n_trials": 14},
+            space={
+                "lr": {"type": "float", "low": 1e-4, "high": 1.0, "log": True},
+                "batch_size": {"type": "categorical", "choices": [32, 128]},
+            },
+            train={**tiny_spec()["train"], "epochs": 9, "fraction": 0.5},
+        )
+    )
     env = {"HPO_STORAGE": postgres_url}
     nodes = [hpo("run", str(spec), "--workers", "1", cwd=tmp_path, env=env) for _ in range(2)]
     outs = [finish(p) for p in nodes]
@@ -103,8 +127,14 @@ def test_joining_with_conflicting_direction_is_refused_and_writes_nothing(
     first = write_spec(tiny_spec(unique_name, budget={"n_trials": 1}), "a.yaml")
     assert finish(hpo("run", str(first), "--storage", postgres_url, cwd=tmp_path))
     before = len(trials_of(postgres_url, unique_name))
-    flipped = write_spec(tiny_spec(unique_name, budget={"n_trials": 5},
-                                   metric={"name": "val_loss", "direction": "minimize"}), "b.yaml")
+    flipped = write_spec(
+        tiny_spec(
+            unique_name,
+            budget={"n_trials": 5},
+            metric={"name": "val_loss", "direction": "minimize"},
+        ),
+        "b.yaml",
+    )
 
     proc = hpo("run", str(flipped), "--storage", postgres_url, cwd=tmp_path)
     out = finish(proc)
@@ -140,8 +170,9 @@ def _running(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
 
 
 def test_ctrl_c_stops_cleanly_and_hands_the_trial_back(write_spec, tmp_path: Path) -> None:
-    spec = write_spec(tiny_spec("ctrlc", budget={"n_trials": 3},
-                                train={**tiny_spec()["train"], "epochs": 500}))
+    spec = write_spec(
+        tiny_spec("ctrlc", budget={"n_trials": 3}, train={**tiny_spec()["train"], "epochs": 500})
+    )
     url = f"sqlite:///{tmp_path / 'hpo.db'}"
     proc = hpo("run", str(spec), "--workers", "1", cwd=tmp_path)
     _wait_for(lambda: _running(url, "ctrlc"))
@@ -160,8 +191,9 @@ def test_ctrl_c_stops_cleanly_and_hands_the_trial_back(write_spec, tmp_path: Pat
 
 
 def test_killed_worker_is_restarted_and_its_trial_retried(write_spec, tmp_path: Path) -> None:
-    spec = write_spec(tiny_spec("kill9", budget={"n_trials": 3},
-                                train={**tiny_spec()["train"], "epochs": 12}))
+    spec = write_spec(
+        tiny_spec("kill9", budget={"n_trials": 3}, train={**tiny_spec()["train"], "epochs": 12})
+    )
     url = f"sqlite:///{tmp_path / 'hpo.db'}"
     proc = hpo("run", str(spec), "--workers", "1", cwd=tmp_path)
     _wait_for(lambda: _running(url, "kill9"))
@@ -187,11 +219,17 @@ def test_objective_mode_tunes_user_code(write_spec, tmp_path: Path) -> None:
         "        report(-(params['x'] - 2) ** 2 - 1 / step, step)\n"
         "    return -(params['x'] - 2) ** 2\n"
     )
-    spec = write_spec({"name": "userobj", "objective": "userobj:quadratic",
-                       "metric": {"name": "score", "direction": "maximize"},
-                       "sampler": {"type": "tpe", "seed": 1}, "pruner": {"type": "median"},
-                       "budget": {"n_trials": 8},
-                       "space": {"x": {"type": "float", "low": -5, "high": 5}}})
+    spec = write_spec(
+        {
+            "name": "userobj",
+            "objective": "userobj:quadratic",
+            "metric": {"name": "score", "direction": "maximize"},
+            "sampler": {"type": "tpe", "seed": 1},
+            "pruner": {"type": "median"},
+            "budget": {"n_trials": 8},
+            "space": {"x": {"type": "float", "low": -5, "high": 5}},
+        }
+    )
     proc = hpo("run", str(spec), "--workers", "2", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
     out = finish(proc)
 
@@ -199,4 +237,4 @@ def test_objective_mode_tunes_user_code(write_spec, tmp_path: Path) -> None:
     trials = trials_of(f"sqlite:///{tmp_path / 'hpo.db'}", "userobj")
     assert len(trials) == 8
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    assert complete and all(t.value == pytest.approx(-(t.params["x"] - 2) ** 2) for t in complete)
+    assert complete and all(t.value == pytest.approx(-((t.params["x"] - 2) ** 2)) for t in complete)

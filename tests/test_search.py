@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import optuna
 import pytest
+from conftest import tiny_spec
 from optuna.trial import TrialState
 
-from conftest import tiny_spec
 from hpo.spec import StudySpec
 from hpo.study import build_pruner, build_sampler, suggest, worker_seed
 
@@ -17,8 +17,10 @@ def _spec(**overrides: object) -> StudySpec:
 
 @pytest.mark.parametrize(
     ("sampler", "cls"),
-    [({"type": "tpe", "seed": 1}, optuna.samplers.TPESampler),
-     ({"type": "random", "seed": 1}, optuna.samplers.RandomSampler)],
+    [
+        ({"type": "tpe", "seed": 1}, optuna.samplers.TPESampler),
+        ({"type": "random", "seed": 1}, optuna.samplers.RandomSampler),
+    ],
 )
 def test_sampler_built_from_spec(sampler: dict, cls: type) -> None:
     assert isinstance(build_sampler(_spec(sampler=sampler)), cls)
@@ -37,20 +39,27 @@ def test_parallel_tpe_workers_propose_different_first_points() -> None:
     for i in range(4):
         sampler = build_sampler(spec, "node", i)
         trial = study.ask()
-        firsts.add(sampler.sample_independent(study, trial, "lr", optuna.distributions.FloatDistribution(0.01, 0.5, log=True)))
+        firsts.add(
+            sampler.sample_independent(
+                study, trial, "lr", optuna.distributions.FloatDistribution(0.01, 0.5, log=True)
+            )
+        )
     assert len(firsts) == 4
 
 
 def test_hyperband_from_spec_uses_epochs_as_max_resource() -> None:
-    pruner = build_pruner(_spec(pruner={"type": "hyperband", "min_resource": 1, "reduction_factor": 3}))
+    pruner = build_pruner(
+        _spec(pruner={"type": "hyperband", "min_resource": 1, "reduction_factor": 3})
+    )
     assert isinstance(pruner, optuna.pruners.HyperbandPruner)
     assert pruner._max_resource == 3  # train.epochs of the tiny spec
 
 
 def _drive(pruner: optuna.pruners.BasePruner, n: int = 30, epochs: int = 9) -> list[TrialState]:
     """Trials whose curve is their index: later trials are worse, so a pruner should stop some."""
-    study = optuna.create_study(direction="maximize", pruner=pruner,
-                                sampler=optuna.samplers.RandomSampler(seed=0))
+    study = optuna.create_study(
+        direction="maximize", pruner=pruner, sampler=optuna.samplers.RandomSampler(seed=0)
+    )
     for i in range(n):
         trial = study.ask()
         pruned = False
@@ -78,11 +87,13 @@ def test_median_prunes_and_none_never_prunes() -> None:
 
 
 def test_suggest_respects_conditions() -> None:
-    spec = _spec(space={
-        "optimizer": {"type": "categorical", "choices": ["sgd", "adam"]},
-        "momentum": {"type": "float", "low": 0.5, "high": 0.99, "when": {"optimizer": "sgd"}},
-        "batch_size": {"type": "int", "low": 16, "high": 128, "step": 16},
-    })
+    spec = _spec(
+        space={
+            "optimizer": {"type": "categorical", "choices": ["sgd", "adam"]},
+            "momentum": {"type": "float", "low": 0.5, "high": 0.99, "when": {"optimizer": "sgd"}},
+            "batch_size": {"type": "int", "low": 16, "high": 128, "step": 16},
+        }
+    )
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
     seen = []
     for _ in range(20):

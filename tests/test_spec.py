@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import pg_study_count, tiny_spec
 from typer.testing import CliRunner
 
-from conftest import pg_study_count, tiny_spec
 from hpo.cli import app
 from hpo.errors import SpecError
 from hpo.spec import GridSpec, load_spec
@@ -26,13 +26,28 @@ BAD = [
     ({"budget": {"n_trials": 0}}, "budget.n_trials", "greater than or equal to 1"),
     (_space(lr={"type": "float", "low": 0.5, "high": 0.1}), "space.lr", "greater than high"),
     (_space(lr={"type": "float", "low": 0.0, "high": 0.1, "log": True}), "space.lr", "low > 0"),
-    (_space(lr={"type": "float", "low": 0.1, "high": 0.2, "lg": True}), "space.lr.lg", "unknown key"),
+    (
+        _space(lr={"type": "float", "low": 0.1, "high": 0.2, "lg": True}),
+        "space.lr.lg",
+        "unknown key",
+    ),
     (_space(lr={"type": "real", "low": 0.1, "high": 0.2}), "space.lr", "does not match"),
-    (_space(batch_size={"type": "categorical", "choices": []}), "space.batch_size.choices", "at least 1"),
-    (_space(optimizer={"type": "categorical", "choices": ["sgd", "adamx"]}),
-     "space.optimizer.choices", "'adamx'"),
+    (
+        _space(batch_size={"type": "categorical", "choices": []}),
+        "space.batch_size.choices",
+        "at least 1",
+    ),
+    (
+        _space(optimizer={"type": "categorical", "choices": ["sgd", "adamx"]}),
+        "space.optimizer.choices",
+        "'adamx'",
+    ),
     (_space(colour={"type": "float", "low": 0.1, "high": 0.2}), "space.colour", "not a train: key"),
-    (_space(batch_size={"type": "int", "low": 0, "high": 64}), "space.batch_size.low", "greater than or equal to 1"),
+    (
+        _space(batch_size={"type": "int", "low": 0, "high": 64}),
+        "space.batch_size.low",
+        "greater than or equal to 1",
+    ),
     ({"sampler": {"type": "grid"}}, "space.lr", "grid sampler needs `values`"),
     ({"sampler": {"type": "annealing"}}, "sampler", "does not match any of the expected tags"),
     ({"pruner": {"type": "hyperband", "min_resource": 10}}, "pruner.min_resource", "greater than"),
@@ -40,11 +55,18 @@ BAD = [
     ({"train": {"dataset": "imagenet22k"}}, "train.dataset", "unknown dataset"),
     ({"train": {"dataset": "imagefolder", "data_dir": "/no/such/dir"}}, "train", "not a directory"),
     ({"metric": {"name": "val_f1"}}, "metric.name", "unknown metric"),
-    ({"metric": {"name": "val_loss", "direction": "down"}}, "metric.direction", "'maximize' or 'minimize'"),
+    (
+        {"metric": {"name": "val_loss", "direction": "down"}},
+        "metric.direction",
+        "'maximize' or 'minimize'",
+    ),
     ({"name": "bad name!"}, "name", "not a valid study name"),
     ({"objective": "no_such_module_xyz:f", "train": None}, "objective", "cannot import"),
-    (_space(momentum={"type": "float", "low": 0.1, "high": 0.9, "when": {"optimizer": "sgd"}}),
-     "space", "unknown parameter 'optimizer'"),
+    (
+        _space(momentum={"type": "float", "low": 0.1, "high": 0.9, "when": {"optimizer": "sgd"}}),
+        "space",
+        "unknown parameter 'optimizer'",
+    ),
     ({"budget": {}}, "budget.n_trials", "required"),
 ]
 
@@ -69,7 +91,9 @@ def test_bad_spec_names_file_and_path_exits_2_and_writes_nothing(
 
 
 @pytest.mark.postgres
-def test_bad_spec_writes_nothing_to_postgres(write_spec, postgres_url: str, unique_name: str) -> None:
+def test_bad_spec_writes_nothing_to_postgres(
+    write_spec, postgres_url: str, unique_name: str
+) -> None:
     before = pg_study_count(postgres_url)
     spec = tiny_spec(unique_name, budget={"n_trials": -1})
 
@@ -81,8 +105,12 @@ def test_bad_spec_writes_nothing_to_postgres(write_spec, postgres_url: str, uniq
 
 
 def test_error_names_the_line(write_spec) -> None:
-    path = write_spec("name: x\nbudget: {n_trials: 2}\nspace:\n  lr: {type: float, low: 2, high: 1}\n")
-    with pytest.raises(SpecError, match=r"study.yaml:4: space.lr: low \(2.0\) is greater than high"):
+    path = write_spec(
+        "name: x\nbudget: {n_trials: 2}\nspace:\n  lr: {type: float, low: 2, high: 1}\n"
+    )
+    with pytest.raises(
+        SpecError, match=r"study.yaml:4: space.lr: low \(2.0\) is greater than high"
+    ):
         load_spec(path)
 
 
@@ -101,10 +129,21 @@ def test_validate_accepts_the_shipped_studies() -> None:
 
 
 def test_spec_is_immutable_and_train_keys_tune(write_spec) -> None:
-    spec = load_spec(write_spec(tiny_spec(space={
-        "optimizer": {"type": "categorical", "choices": ["sgd", "adam"]},
-        "momentum": {"type": "float", "low": 0.5, "high": 0.99, "when": {"optimizer": "sgd"}},
-    })))
+    spec = load_spec(
+        write_spec(
+            tiny_spec(
+                space={
+                    "optimizer": {"type": "categorical", "choices": ["sgd", "adam"]},
+                    "momentum": {
+                        "type": "float",
+                        "low": 0.5,
+                        "high": 0.99,
+                        "when": {"optimizer": "sgd"},
+                    },
+                }
+            )
+        )
+    )
     with pytest.raises(ValueError):
         spec.name = "other"  # type: ignore[misc]
     assert set(spec.space) == {"optimizer", "momentum"}
@@ -112,15 +151,23 @@ def test_spec_is_immutable_and_train_keys_tune(write_spec) -> None:
 
 
 def test_grid_budget_defaults_to_every_point_and_skips_inactive(write_spec) -> None:
-    spec = load_spec(write_spec(tiny_spec(
-        sampler={"type": "grid"},
-        budget={},
-        space={
-            "optimizer": {"type": "categorical", "choices": ["sgd", "adam"]},
-            "momentum": {"type": "float", "values": [0.8, 0.9], "when": {"optimizer": "sgd"}},
-            "lr": {"type": "float", "values": [0.01, 0.1]},
-        },
-    )))
+    spec = load_spec(
+        write_spec(
+            tiny_spec(
+                sampler={"type": "grid"},
+                budget={},
+                space={
+                    "optimizer": {"type": "categorical", "choices": ["sgd", "adam"]},
+                    "momentum": {
+                        "type": "float",
+                        "values": [0.8, 0.9],
+                        "when": {"optimizer": "sgd"},
+                    },
+                    "lr": {"type": "float", "values": [0.01, 0.1]},
+                },
+            )
+        )
+    )
     assert isinstance(spec.sampler, GridSpec)
     # sgd x 2 momenta x 2 lrs + adam x 2 lrs (momentum inactive, not multiplied)
     assert spec.n_trials == 6
@@ -130,9 +177,13 @@ def test_grid_budget_defaults_to_every_point_and_skips_inactive(write_spec) -> N
 def test_objective_spec_has_no_train_block(write_spec, tmp_path: Path, monkeypatch) -> None:
     (tmp_path / "userobj.py").write_text("def f(params, report):\n    return params['x']\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    base = {"name": "o", "objective": "userobj:f", "budget": {"n_trials": 2},
-            "metric": {"name": "score"},
-            "space": {"x": {"type": "float", "low": 0, "high": 1}}}
+    base = {
+        "name": "o",
+        "objective": "userobj:f",
+        "budget": {"n_trials": 2},
+        "metric": {"name": "score"},
+        "space": {"x": {"type": "float", "low": 0, "high": 1}},
+    }
     assert load_spec(write_spec(base)).objective == "userobj:f"
     with pytest.raises(SpecError, match="train: a study with `objective` has no `train` block"):
         load_spec(write_spec({**base, "train": {"epochs": 2}}))

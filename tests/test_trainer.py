@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import TINY_TRAIN
+
 from hpo.data import DATASETS, DataOptions, load_data
 from hpo.errors import Interrupted, NonFiniteLossError
 from hpo.models import MODELS, build_model
@@ -83,8 +83,11 @@ def test_every_model_builds_for_small_grey_images(name: str) -> None:
 
 def test_small_images_are_upscaled_for_models_that_need_more() -> None:
     seen = []
-    fit(_config(model="mobilenet_v3_small", epochs=1, fraction=0.05), CPU,
-        lambda e, m: seen.append(m))
+    fit(
+        _config(model="mobilenet_v3_small", epochs=1, fraction=0.05),
+        CPU,
+        lambda e, m: seen.append(m),
+    )
     assert len(seen) == 1
 
 
@@ -104,9 +107,11 @@ def test_imagefolder_from_tmp_path(tmp_path) -> None:
         (tmp_path / cls).mkdir()
         for i in range(6):
             Image.new("RGB", (12, 12), (i * 40, 0, 0) if cls == "cat" else (0, 0, i * 40)).save(
-                tmp_path / cls / f"{i}.png")
-    config = _config(dataset="imagefolder", data_dir=str(tmp_path), image_size=16, epochs=1,
-                     batch_size=4)
+                tmp_path / cls / f"{i}.png"
+            )
+    config = _config(
+        dataset="imagefolder", data_dir=str(tmp_path), image_size=16, epochs=1, batch_size=4
+    )
     result = fit(config, CPU, lambda e, m: None)
     assert result.train_samples == 10  # 12 images, 20% held out
 

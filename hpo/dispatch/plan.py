@@ -42,7 +42,10 @@ def detect_gpus() -> list[str]:
     try:
         out = subprocess.run(
             ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=30, check=True,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
         ).stdout
     except (subprocess.SubprocessError, OSError):
         return []
@@ -55,7 +58,8 @@ def _select(gpus: str | None, detected: list[str]) -> list[str]:
     wanted = [g.strip() for g in gpus.split(",") if g.strip()]
     unknown = [g for g in wanted if g not in detected]
     if unknown:
-        raise SpecError(f"--gpus: {','.join(unknown)} not among this node's GPUs ({','.join(detected) or 'none'})")
+        have = ",".join(detected) or "none"
+        raise SpecError(f"--gpus: {','.join(unknown)} not among this node's GPUs ({have})")
     return wanted
 
 

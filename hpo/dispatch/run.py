@@ -38,7 +38,9 @@ class RunOptions:
 class Observer(Protocol):
     """What the console layer implements to show progress."""
 
-    def started(self, spec: StudySpec, storage: str, plans: list[WorkerPlan], budget: int) -> None: ...
+    def started(
+        self, spec: StudySpec, storage: str, plans: list[WorkerPlan], budget: int
+    ) -> None: ...
     def event(self, event: dict[str, Any]) -> None: ...
     def snapshot(self, snap: Snapshot) -> None: ...
 
@@ -80,16 +82,26 @@ class _Ticker:
 
 def run_study(spec: StudySpec, options: RunOptions, observer: Observer) -> RunResult:
     """Create or join the study, run this node's workers until the budget or timeout is spent."""
-    plans = plan_workers(options.device, options.gpus, options.workers, detect_gpus()
-                         if options.device != "cpu" else [], _cpu_count())
+    plans = plan_workers(
+        options.device,
+        options.gpus,
+        options.workers,
+        detect_gpus() if options.device != "cpu" else [],
+        _cpu_count(),
+    )
     handle = prepare(spec, options.storage_url, options.n_trials, options.source)
     timeout = options.timeout or spec.budget.timeout
     deadline = time.time() + timeout if timeout else None
     _prepare_data(spec)
     observer.started(spec, redact(options.storage_url), plans, options.n_trials or spec.n_trials)
     sup = Supervisor(
-        plans, spec.model_dump_json(exclude_unset=True), options.storage_url, options.node, deadline,
-        options.logs_dir, observer.event,
+        plans,
+        spec.model_dump_json(exclude_unset=True),
+        options.storage_url,
+        options.node,
+        deadline,
+        options.logs_dir,
+        observer.event,
         on_exit=lambda pid, code: _release_orphans(handle, spec, options.node, pid, code),
     )
     previous = signal.signal(signal.SIGTERM, lambda *_: sup.preempt())

@@ -62,23 +62,47 @@ class Supervisor:
     def _spawn(self, plan: WorkerPlan) -> tuple[subprocess.Popen[str], Path]:
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.logs_dir / f"{self.node}-w{plan.index}.log"
-        cmd = [sys.executable, "-m", "hpo.worker", "--index", str(plan.index), "--node",
-               self.node, "--device", plan.device, "--threads", str(plan.threads)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "hpo.worker",
+            "--index",
+            str(plan.index),
+            "--node",
+            self.node,
+            "--device",
+            plan.device,
+            "--threads",
+            str(plan.threads),
+        ]
         if self.deadline is not None:
             cmd += ["--deadline", repr(self.deadline)]
-        env = {**os.environ, **plan.env(), "HPO_STORAGE": self.storage_url,
-               "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **plan.env(), "HPO_STORAGE": self.storage_url, "PYTHONUNBUFFERED": "1"}
         with open(log_path, "a") as err:
             # A session of its own: a terminal's Ctrl-C reaches only this supervisor, which
             # forwards it once, so a worker is never interrupted twice mid-cleanup.
-            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    stderr=err, env=env, text=True, start_new_session=True)
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                env=env,
+                text=True,
+                start_new_session=True,
+            )
         assert proc.stdin is not None and proc.stdout is not None
         proc.stdin.write(self.spec_json)
         proc.stdin.close()
         threading.Thread(target=self._read, args=(plan.index, proc.stdout), daemon=True).start()
-        self.on_event({"event": "worker_start", "worker": plan.index, "pid": proc.pid,
-                       "device": plan.device, "gpu": plan.gpu})
+        self.on_event(
+            {
+                "event": "worker_start",
+                "worker": plan.index,
+                "pid": proc.pid,
+                "device": plan.device,
+                "gpu": plan.gpu,
+            }
+        )
         return proc, log_path
 
     def _read(self, index: int, stream: IO[str]) -> None:
@@ -124,8 +148,13 @@ class Supervisor:
             if code in DELIBERATE or self.stopping or child.restarts >= MAX_RESTARTS:
                 continue
             child.restarts += 1
-            log.warning("worker %d exited with %d; restarting (%d/%d)", child.plan.index, code,
-                        child.restarts, MAX_RESTARTS)
+            log.warning(
+                "worker %d exited with %d; restarting (%d/%d)",
+                child.plan.index,
+                code,
+                child.restarts,
+                MAX_RESTARTS,
+            )
             self.on_event({"event": "worker_restart", "worker": child.plan.index, "code": code})
             child.proc, child.log_path = self._spawn(child.plan)
             child.pids.append(child.proc.pid)

@@ -60,9 +60,13 @@ def _yaml_path(data: Any, loc: tuple[Any, ...]) -> list[Any]:
     for part in loc:
         if isinstance(node, dict) and part not in node and node.get("type") == part:
             continue  # a discriminated union's tag, not a YAML key
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+        if (
+            isinstance(node, dict)
+            and part in node
+            or isinstance(node, list)
+            and isinstance(part, int)
+            and part < len(node)
+        ):
             node = node[part]
         elif isinstance(node, dict | list) or node is None:
             if not keys or keys[-1] != part:

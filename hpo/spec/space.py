@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Scalar = Union[str, int, float, bool, None]
+Scalar = str | int | float | bool | None
 
 
 class _Param(BaseModel):
@@ -99,7 +99,7 @@ class CategoricalParam(_Param):
         return list(self.choices)
 
 
-Param = Annotated[Union[FloatParam, IntParam, CategoricalParam], Field(discriminator="type")]
+Param = Annotated[FloatParam | IntParam | CategoricalParam, Field(discriminator="type")]
 
 
 def ordered(space: Mapping[str, _Param]) -> list[str]:
@@ -154,4 +154,3 @@ def grid_points(space: Mapping[str, _Param]) -> list[dict[str, Any]]:
         points = grown
     unique = {tuple(sorted((k, repr(v)) for k, v in p.items())): p for p in points}
     return list(unique.values())
-

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import re
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -48,7 +48,7 @@ class GridSpec(_Frozen):
     seed: int | None = Field(0, description="seed of the order in which grid points run")
 
 
-Sampler = Annotated[Union[TpeSpec, RandomSpec, GridSpec], Field(discriminator="type")]
+Sampler = Annotated[TpeSpec | RandomSpec | GridSpec, Field(discriminator="type")]
 
 
 class HyperbandSpec(_Frozen):
@@ -56,7 +56,9 @@ class HyperbandSpec(_Frozen):
 
     type: Literal["hyperband"]
     min_resource: int = Field(1, ge=1, description="epochs before the first pruning decision")
-    max_resource: int | None = Field(None, ge=1, description="epochs of a full run (default: epochs)")
+    max_resource: int | None = Field(
+        None, ge=1, description="epochs of a full run (default: epochs)"
+    )
     reduction_factor: int = Field(3, ge=2, description="1/factor of trials go on at each rung")
 
 
@@ -74,7 +76,7 @@ class NoPrunerSpec(_Frozen):
     type: Literal["none"]
 
 
-Pruner = Annotated[Union[HyperbandSpec, MedianSpec, NoPrunerSpec], Field(discriminator="type")]
+Pruner = Annotated[HyperbandSpec | MedianSpec | NoPrunerSpec, Field(discriminator="type")]
 
 
 class BudgetSpec(_Frozen):
@@ -163,7 +165,9 @@ class StudySpec(_Frozen):
     def max_resource(self) -> int | None:
         """Hyperband's full budget in epochs: explicit, else ``train.epochs``."""
         if isinstance(self.pruner, HyperbandSpec):
-            return self.pruner.max_resource or (self.train.epochs if self.objective is None else None)
+            return self.pruner.max_resource or (
+                self.train.epochs if self.objective is None else None
+            )
         return None
 
     def grid(self) -> list[dict[str, Any]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from hpo.study.budget import budget_used, claim, is_retry, requeue, top_up
-from hpo.study.summary import Snapshot, snapshot
 from hpo.study.search import build_pruner, build_sampler, suggest, worker_seed
 from hpo.study.session import StudyHandle, check_compatible, load, prepare
 from hpo.study.storage import (
@@ -14,6 +13,7 @@ from hpo.study.storage import (
     resolve_storage_url,
     study_lock,
 )
+from hpo.study.summary import Snapshot, snapshot
 
 __all__ = [
     "ENV_STORAGE",

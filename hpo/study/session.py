@@ -30,7 +30,9 @@ def _fingerprint(spec: StudySpec) -> dict[str, str]:
 
 
 def _direction(spec: StudySpec) -> StudyDirection:
-    return StudyDirection.MAXIMIZE if spec.metric.direction == "maximize" else StudyDirection.MINIMIZE
+    return (
+        StudyDirection.MAXIMIZE if spec.metric.direction == "maximize" else StudyDirection.MINIMIZE
+    )
 
 
 def check_compatible(storage: RDBStorage, study_id: int, spec: StudySpec, source: str) -> None:

@@ -47,7 +47,9 @@ class TrainResult:
 
     @property
     def samples_per_second(self) -> float:
-        return self.train_samples * self.epochs_run / self.train_seconds if self.train_seconds else 0.0
+        return (
+            self.train_samples * self.epochs_run / self.train_seconds if self.train_seconds else 0.0
+        )
 
 
 def data_options(config: TrainConfig, image_size: int | None) -> DataOptions:
@@ -175,6 +177,9 @@ def fit(
         result.seconds = time.perf_counter() - started
         result.peak_memory_mb = _peak_memory_mb(device)
         # Speed and memory ride along with the metrics so that a pruned trial records them too.
-        perf = {"samples_per_second": len(train) / epoch_seconds, "peak_memory_mb": result.peak_memory_mb}
+        perf = {
+            "samples_per_second": len(train) / epoch_seconds,
+            "peak_memory_mb": result.peak_memory_mb,
+        }
         on_epoch(epoch, {**metrics, **perf})
     return result

@@ -21,14 +21,16 @@ class Precision:
 
     def scaler(self, device: torch.device) -> torch.amp.GradScaler:
         # bf16 has fp32's exponent range: no loss scaling needed, so the scaler is a no-op.
-        return torch.amp.GradScaler(device.type, enabled=self.enabled and self.dtype is torch.float16)
+        return torch.amp.GradScaler(
+            device.type, enabled=self.enabled and self.dtype is torch.float16
+        )
 
 
 def resolve_precision(config: TrainConfig, device: torch.device) -> Precision:
     """AMP on for CUDA when ``amp: auto``; bf16 falls back to fp16 on GPUs without it."""
     enabled = device.type == "cuda" if config.amp == "auto" else bool(config.amp)
     dtype = torch.bfloat16 if config.amp_dtype == "bf16" else torch.float16
-    if enabled and dtype is torch.bfloat16 and device.type == "cuda":
-        if not torch.cuda.is_bf16_supported():
-            dtype = torch.float16
+    cuda_bf16 = enabled and dtype is torch.bfloat16 and device.type == "cuda"
+    if cuda_bf16 and not torch.cuda.is_bf16_supported():
+        dtype = torch.float16
     return Precision(enabled, dtype)

@@ -42,7 +42,9 @@ def _record_start(trial: optuna.Trial, ctx: WorkerContext, device_name: str) -> 
         trial.set_user_attr(key, value)
 
 
-def _finish(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome, ctx: WorkerContext) -> None:
+def _finish(
+    study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome, ctx: WorkerContext
+) -> None:
     attrs = dict(outcome.attrs)
     if outcome.reason:
         attrs["fail_reason"] = outcome.reason
@@ -90,14 +92,16 @@ def run_worker(ctx: WorkerContext, stop: threading.Event, emit: Emit) -> int:
         with get_heartbeat_thread(trial._trial_id, storage):
             outcome = run_trial(trial, ctx.spec, ctx.device, stop, emit)
             _finish(study, trial, outcome, ctx)
-        emit({
-            "event": "trial_end",
-            "trial": trial.number,
-            "state": outcome.state.name,
-            "value": outcome.value,
-            "reason": outcome.reason,
-            "params": trial.params,
-        })
+        emit(
+            {
+                "event": "trial_end",
+                "trial": trial.number,
+                "state": outcome.state.name,
+                "value": outcome.value,
+                "reason": outcome.reason,
+                "params": trial.params,
+            }
+        )
         if outcome.interrupted:
             return 130
     return 0

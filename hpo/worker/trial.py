@@ -52,22 +52,37 @@ class _Progress:
         value = float(value)
         self.values.append(value)
         self.trial.report(value, step)
-        self.emit({"event": "epoch", "trial": self.trial.number, "epoch": step, "value": value,
-                   **(extra or {})})
+        self.emit(
+            {
+                "event": "epoch",
+                "trial": self.trial.number,
+                "epoch": step,
+                "value": value,
+                **(extra or {}),
+            }
+        )
         if self.stop.is_set():
             raise Interrupted(f"stopped at epoch {step}")
         if self.last_step is not None and step >= self.last_step:
             return  # the run is complete: pruning now would save nothing and lose the result
         if self.trial.should_prune():
-            raise optuna.TrialPruned(f"pruned at epoch {step} ({self.spec.metric.name}={value:.4g})")
+            raise optuna.TrialPruned(
+                f"pruned at epoch {step} ({self.spec.metric.name}={value:.4g})"
+            )
 
     def on_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         self.attrs.update(
-            {k: round(metrics[k], 3) for k in ("samples_per_second", "peak_memory_mb")
-             if k in metrics}
+            {
+                k: round(metrics[k], 3)
+                for k in ("samples_per_second", "peak_memory_mb")
+                if k in metrics
+            }
         )
-        self.report(metrics[self.spec.metric.name], epoch,
-                    {"samples_per_second": metrics.get("samples_per_second", 0.0)})
+        self.report(
+            metrics[self.spec.metric.name],
+            epoch,
+            {"samples_per_second": metrics.get("samples_per_second", 0.0)},
+        )
 
     def final_value(self) -> float:
         if self.spec.objective_value == "last" or not self.values:
@@ -85,8 +100,9 @@ class _Progress:
 
 
 def _train(params: dict[str, Any], spec: StudySpec, device: str, progress: _Progress) -> float:
-    from hpo.trainer import fit
     import torch
+
+    from hpo.trainer import fit
 
     config = TrainConfig.model_validate({**spec.train.model_dump(), **params})
     fit(config, torch.device(device), progress.on_epoch, should_stop=progress.stop.is_set)
