@@ -238,3 +238,34 @@ def test_objective_mode_tunes_user_code(write_spec, tmp_path: Path) -> None:
     assert len(trials) == 8
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     assert complete and all(t.value == pytest.approx(-((t.params["x"] - 2) ** 2)) for t in complete)
+
+
+def test_a_crashing_trial_is_recorded_and_the_study_goes_on(write_spec, tmp_path: Path) -> None:
+    (tmp_path / "flaky.py").write_text(
+        "def objective(params, report):\n"
+        "    if params['x'] > 0.5:\n"
+        "        raise RuntimeError('boom in user code')\n"
+        "    report(params['x'], 1)\n"
+        "    return params['x']\n"
+    )
+    spec = write_spec(
+        {
+            "name": "flaky",
+            "objective": "flaky:objective",
+            "metric": {"name": "score"},
+            "sampler": {"type": "random", "seed": 0},
+            "pruner": {"type": "none"},
+            "budget": {"n_trials": 8},
+            "space": {"x": {"type": "float", "low": 0, "high": 1}},
+        }
+    )
+    proc = hpo("run", str(spec), "--workers", "1", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
+    out = finish(proc)
+
+    assert proc.returncode == 0, out
+    trials = trials_of(f"sqlite:///{tmp_path / 'hpo.db'}", "flaky")
+    assert len(trials) == 8
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert failed and all(t.params["x"] > 0.5 for t in failed)
+    assert all("RuntimeError: boom in user code" in t.user_attrs["fail_reason"] for t in failed)
+    assert all(t.state == TrialState.COMPLETE for t in trials if t.params["x"] <= 0.5)

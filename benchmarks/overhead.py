@@ -1,0 +1,139 @@
+"""Per-trial orchestration overhead: hpo's worker loop vs a plain Optuna script, on PostgreSQL.
+
+Both sides run a no-op objective that reports 10 epochs (report + should_prune each) under a
+Hyperband pruner with TPE, after the study already holds N finished trials. The hpo side runs the
+real worker loop (``hpo.worker.run_worker``: stale-trial check, claim from the budget pool,
+heartbeat thread, per-trial records, tell); the Optuna side runs ``study.optimize``.
+
+    python benchmarks/overhead.py --sizes 100,1000 --measure 30
+    HPO_BENCH_POSTGRES=postgresql+psycopg2://postgres@127.0.0.1:5432/test (default)
+
+Prints JSON, then one summary line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+
+sys.path.insert(0, str(Path(__file__).parent))
+import _noop_objective as noop  # noqa: E402
+
+from hpo.spec import StudySpec  # noqa: E402
+from hpo.study import prepare, quiet_optuna  # noqa: E402
+from hpo.worker import WorkerContext, run_worker  # noqa: E402
+
+URL = os.environ.get("HPO_BENCH_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+DIST = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
+
+
+def _spec(name: str, n_trials: int) -> StudySpec:
+    return StudySpec.model_validate(
+        {
+            "name": name,
+            "objective": "_noop_objective:objective",
+            "metric": {"name": "score", "direction": "maximize"},
+            "sampler": {"type": "tpe", "seed": 0},
+            "pruner": {"type": "hyperband", "min_resource": 1, "max_resource": noop.EPOCHS},
+            "budget": {"n_trials": n_trials},
+            "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
+        }
+    )
+
+
+def _prefill(study: optuna.Study, n: int) -> None:
+    """N finished trials with full learning curves, written in one go."""
+    rng = __import__("random").Random(0)
+    trials = []
+    for _ in range(n):
+        x = rng.random()
+        curve = {s: noop.curve(x, s) for s in range(1, noop.EPOCHS + 1)}
+        trials.append(
+            optuna.trial.create_trial(
+                params={"x": x},
+                distributions=DIST,
+                value=curve[noop.EPOCHS],
+                intermediate_values=curve,
+            )
+        )
+    study.add_trials(trials)
+
+
+def bench_hpo(size: int, measure: int) -> float:
+    name = f"bench-hpo-{uuid.uuid4().hex[:8]}"
+    study = optuna.create_study(storage=URL, study_name=name, direction="maximize")
+    _prefill(study, size)
+    spec = _spec(name, size + measure)
+    prepare(spec, URL)  # the finished trials fill the budget but `measure` waiting ones
+    ctx = WorkerContext(spec=spec, storage_url=URL, index=0, node="bench")
+    start = time.perf_counter()
+    run_worker(ctx, threading.Event(), lambda event: None)
+    return (time.perf_counter() - start) / measure
+
+
+def bench_optuna(size: int, measure: int) -> float:
+    study = optuna.create_study(
+        storage=URL,
+        study_name=f"bench-optuna-{uuid.uuid4().hex[:8]}",
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=0),
+        pruner=optuna.pruners.HyperbandPruner(1, noop.EPOCHS),
+    )
+    _prefill(study, size)
+
+    def objective(trial: optuna.Trial) -> float:
+        params = {"x": trial.suggest_float("x", 0.0, 1.0)}
+        report_calls = []
+
+        def report(value: float, step: int) -> None:
+            trial.report(value, step)
+            report_calls.append(step)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+
+        return noop.objective(params, report)
+
+    start = time.perf_counter()
+    study.optimize(objective, n_trials=measure)
+    return (time.perf_counter() - start) / measure
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100,1000", help="finished trials before measuring")
+    parser.add_argument("--measure", type=int, default=30, help="trials timed at each size")
+    args = parser.parse_args()
+    quiet_optuna()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    result: dict[str, object] = {
+        "storage": "postgresql",
+        "epochs_per_trial": noop.EPOCHS,
+        "measured_trials": args.measure,
+        "ms_per_trial": {},
+    }
+    table: dict[int, dict[str, float]] = {}
+    for size in sizes:
+        table[size] = {
+            "hpo": round(1000 * bench_hpo(size, args.measure), 1),
+            "optuna": round(1000 * bench_optuna(size, args.measure), 1),
+        }
+        table[size]["ratio"] = round(table[size]["hpo"] / table[size]["optuna"], 2)
+    result["ms_per_trial"] = table
+    print(json.dumps(result, indent=2))
+    parts = [
+        f"{s} trials: hpo {v['hpo']} ms vs optuna {v['optuna']} ms ({v['ratio']}x)"
+        for s, v in table.items()
+    ]
+    print("overhead per trial (ask + 10 x report/should_prune + tell): " + "; ".join(parts))
+
+
+if __name__ == "__main__":
+    main()
