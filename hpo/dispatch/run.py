@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import socket
 import time
@@ -13,8 +14,11 @@ from optuna.trial import TrialState
 
 from hpo.dispatch.plan import WorkerPlan, detect_gpus, plan_workers
 from hpo.dispatch.supervisor import Supervisor
+from hpo.errors import HpoError
 from hpo.spec import StudySpec
 from hpo.study import Snapshot, StudyHandle, prepare, redact, requeue, snapshot
+
+log = logging.getLogger(__name__)
 
 #: Datasets fetched over the network: fetched once here, before workers start in parallel.
 DOWNLOADED = ("mnist", "fashion_mnist", "cifar10")
@@ -77,7 +81,10 @@ class _Ticker:
     def __call__(self, force: bool = False) -> None:
         if force or time.monotonic() - self.last >= self.every:
             self.last = time.monotonic()
-            self.observer.snapshot(snapshot(self.handle.study))
+            try:
+                self.observer.snapshot(snapshot(self.handle.study))
+            except HpoError as exc:  # the display may lag; the workers ride out outages
+                log.warning("progress not refreshed: %s", exc)
 
 
 def run_study(spec: StudySpec, options: RunOptions, observer: Observer) -> RunResult:

@@ -13,11 +13,11 @@ import json
 from typing import Any
 
 import optuna
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.spec import GridSpec, StudySpec
-from hpo.study.storage import study_lock
+from hpo.study.storage import retry_callback, study_lock
 
 
 def is_retry(trial: FrozenTrial) -> bool:
@@ -79,4 +79,4 @@ def requeue(study: optuna.Study, trial_id: int, reason: str, max_retries: int) -
     storage = study._storage
     storage.set_trial_user_attr(trial_id, "fail_reason", reason)
     if storage.set_trial_state_values(trial_id, TrialState.FAIL):
-        RetryHeartbeatStaleTrialCallback(max_retry=max_retries)(study, storage.get_trial(trial_id))
+        retry_callback(max_retries)(study, storage.get_trial(trial_id))

@@ -6,12 +6,12 @@ import json
 from dataclasses import dataclass
 
 import optuna
-from optuna.storages import RDBStorage
 from optuna.study import StudyDirection
 
 from hpo.errors import StudyConflictError
 from hpo.spec import StudySpec
 from hpo.study import budget
+from hpo.study.resilient import ResilientRDBStorage
 from hpo.study.search import build_pruner, build_sampler
 from hpo.study.storage import open_storage
 
@@ -35,7 +35,9 @@ def _direction(spec: StudySpec) -> StudyDirection:
     )
 
 
-def check_compatible(storage: RDBStorage, study_id: int, spec: StudySpec, source: str) -> None:
+def check_compatible(
+    storage: ResilientRDBStorage, study_id: int, spec: StudySpec, source: str
+) -> None:
     """Raise StudyConflictError when the stored study disagrees with ``spec``; writes nothing."""
     stored_dir = storage.get_study_directions(study_id)
     if stored_dir != [_direction(spec)]:
@@ -58,7 +60,7 @@ class StudyHandle:
     """An open study with the storage it lives in."""
 
     study: optuna.Study
-    storage: RDBStorage
+    storage: ResilientRDBStorage
     created: bool
 
 

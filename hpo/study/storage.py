@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 
 from hpo.errors import SpecError, StorageError
 from hpo.spec import RetrySpec
+from hpo.study.resilient import ResilientRDBStorage
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,13 @@ def redact(url: str) -> str:
     except Exception:  # not a SQLAlchemy URL: hide everything between '://' and '@'
         head, sep, tail = url.partition("://")
         return f"{head}{sep}***@{tail.split('@', 1)[1]}" if "@" in tail else url
+
+
+def retry_callback(max_retries: int) -> RetryHeartbeatStaleTrialCallback:
+    """Optuna's retry: a WAITING copy of a failed trial with the same params, at most
+    ``max_retries`` times per original trial. The one retry policy for stale heartbeats,
+    dead workers and interrupted trials alike."""
+    return RetryHeartbeatStaleTrialCallback(max_retry=max_retries)
 
 
 def _sqlite_engine_setup(engine: sqlalchemy.Engine) -> None:
@@ -70,7 +78,7 @@ def _engine_kwargs(url: str) -> dict[str, Any]:
     return {"pool_size": 2, "max_overflow": 0, "pool_pre_ping": True, "pool_recycle": 3600}
 
 
-def open_storage(url: str, retry: RetrySpec | None = None) -> RDBStorage:
+def open_storage(url: str, retry: RetrySpec | None = None) -> ResilientRDBStorage:
     """An RDBStorage on ``url``; with ``retry``, heartbeats and retry of stale trials are on.
 
     Raises:
@@ -83,18 +91,16 @@ def open_storage(url: str, retry: RetrySpec | None = None) -> RDBStorage:
         raise SpecError(f"storage: {redact(url)!r} is not a database URL") from None
     if backend == "sqlite":
         Path(make_url(url).database or DEFAULT_DB).parent.mkdir(parents=True, exist_ok=True)
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"outage_seconds": retry.storage_outage if retry else 300.0}
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     if retry is not None:
-        kwargs = {
+        kwargs |= {
             "heartbeat_interval": retry.heartbeat_interval,
             "grace_period": retry.grace_period,
-            "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(
-                max_retry=retry.max_retries
-            ),
+            "heartbeat_stale_trial_callback": retry_callback(retry.max_retries),
         }
     try:
-        storage = RDBStorage(url, engine_kwargs=_engine_kwargs(url), **kwargs)
+        storage = ResilientRDBStorage(url, engine_kwargs=_engine_kwargs(url), **kwargs)
     except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.DBAPIError) as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
         raise StorageError(f"cannot open storage {redact(url)}: {reason}") from None

@@ -9,12 +9,13 @@ import time
 from dataclasses import dataclass
 
 import optuna
-from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages._heartbeat import get_heartbeat_thread
 from optuna.trial import TrialState
 
 from hpo.spec import StudySpec
 from hpo.study import claim, load
+from hpo.study.storage import retry_callback
 from hpo.worker.trial import Emit, TrialOutcome, run_trial
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,17 @@ def _record_start(trial: optuna.Trial, ctx: WorkerContext, device_name: str) -> 
         trial.set_user_attr(key, value)
 
 
+def _finish_or_skip(
+    study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome, ctx: WorkerContext
+) -> None:
+    try:
+        _finish(study, trial, outcome, ctx)
+    except UpdateFinishedTrialError:
+        # Another worker failed this trial as stale (its heartbeat lapsed, e.g. during a
+        # database outage) and enqueued its retry; the retry will run it again.
+        log.warning("trial %d was already failed as stale; its retry will run", trial.number)
+
+
 def _finish(
     study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome, ctx: WorkerContext
 ) -> None:
@@ -56,8 +68,7 @@ def _finish(
         study.tell(trial, state=outcome.state)
     if outcome.interrupted:
         # Hand the trial back at once instead of waiting for its heartbeat to go stale.
-        retry = RetryHeartbeatStaleTrialCallback(max_retry=ctx.spec.retry.max_retries)
-        retry(study, study._storage.get_trial(trial._trial_id))
+        retry_callback(ctx.spec.retry.max_retries)(study, study._storage.get_trial(trial._trial_id))
 
 
 def _device_name(device: str) -> str:
@@ -84,14 +95,17 @@ def run_worker(ctx: WorkerContext, stop: threading.Event, emit: Emit) -> int:
         if os.getppid() != parent:
             log.warning("the node's supervisor is gone: stopping")
             break
-        optuna.storages.fail_stale_trials(study)
+        if not storage.recently_down(ctx.spec.retry.grace_period):
+            # After an outage no heartbeat could be written: wait a grace period before
+            # judging other workers' trials stale, or live trials would be failed.
+            optuna.storages.fail_stale_trials(study)
         trial = claim(study)
         if trial is None:
             break
         _record_start(trial, ctx, device_name)
         with get_heartbeat_thread(trial._trial_id, storage):
             outcome = run_trial(trial, ctx.spec, ctx.device, stop, emit)
-            _finish(study, trial, outcome, ctx)
+            _finish_or_skip(study, trial, outcome, ctx)
         emit(
             {
                 "event": "trial_end",

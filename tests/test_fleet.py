@@ -1,0 +1,105 @@
+"""Many workers and nodes on one study: no duplicates, exact budgets, recovery after crashes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from conftest import tiny_spec
+from optuna.trial import TrialState
+from test_run import _running, _wait_for, finish, hpo, trials_of
+
+pytestmark = [pytest.mark.slow]
+
+
+@pytest.mark.postgres
+def test_two_nodes_two_workers_run_every_grid_point_once(
+    write_spec, tmp_path: Path, postgres_url: str, unique_name: str
+) -> None:
+    spec = write_spec(
+        tiny_spec(
+            unique_name,
+            sampler={"type": "grid", "seed": 0},
+            budget={},
+            space={
+                "lr": {"type": "float", "values": [0.01, 0.03, 0.1, 0.3]},
+                "batch_size": {"type": "categorical", "choices": [32, 64, 128]},
+            },
+            train={**tiny_spec()["train"], "epochs": 1, "fraction": 0.25},
+        )
+    )
+    env = {"HPO_STORAGE": postgres_url}
+    nodes = [hpo("run", str(spec), "--workers", "2", cwd=tmp_path, env=env) for _ in range(2)]
+    outs = [finish(p) for p in nodes]
+
+    assert [p.returncode for p in nodes] == [0, 0], outs
+    trials = trials_of(postgres_url, unique_name)
+    points = [json.dumps(t.params, sort_keys=True) for t in trials]
+    assert len(trials) == 12 and len(set(points)) == 12
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+
+
+def test_a_dead_nodes_trial_is_retried_by_another_node_after_its_heartbeat_stops(
+    write_spec, tmp_path: Path
+) -> None:
+    """kill -9 of a whole node (supervisor and worker): the heartbeat goes stale, the
+    other node fails the trial and runs its retry with the same parameters."""
+    spec = write_spec(
+        tiny_spec(
+            "deadnode",
+            budget={"n_trials": 3},
+            retry={"max_retries": 2, "heartbeat_interval": 1, "grace_period": 3},
+            train={**tiny_spec()["train"], "epochs": 30},
+        )
+    )
+    url = f"sqlite:///{tmp_path / 'hpo.db'}"
+    doomed = hpo("run", str(spec), "--workers", "1", cwd=tmp_path, start_new_session=True)
+    _wait_for(lambda: _running(url, "deadnode"))
+    victim = _running(url, "deadnode")[0]
+    os.killpg(doomed.pid, signal.SIGKILL)
+    os.kill(victim.user_attrs["pid"], signal.SIGKILL)  # the worker has a session of its own
+    doomed.wait()
+    time.sleep(1)
+
+    survivor = hpo("run", str(spec), "--workers", "1", cwd=tmp_path)
+    out = finish(survivor)
+
+    assert survivor.returncode == 0, out
+    trials = trials_of(url, "deadnode")
+    dead = next(t for t in trials if t.number == victim.number)
+    assert dead.state == TrialState.FAIL
+    retry = [t for t in trials if t.system_attrs.get("failed_trial") == victim.number]
+    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE
+    assert retry[0].params == dead.params
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 3
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+
+
+def test_sigterm_preempts_the_node_and_another_finishes_the_trial(
+    write_spec, tmp_path: Path
+) -> None:
+    spec = write_spec(
+        tiny_spec("preempt", budget={"n_trials": 2}, train={**tiny_spec()["train"], "epochs": 8})
+    )
+    url = f"sqlite:///{tmp_path / 'hpo.db'}"
+    node = hpo("run", str(spec), "--workers", "1", cwd=tmp_path)
+    _wait_for(lambda: _running(url, "preempt"))
+    started = time.monotonic()
+    node.send_signal(signal.SIGTERM)
+    out = finish(node, timeout=60)
+
+    assert node.returncode == 0, out  # preempted nodes exit 0 (see README: requeue)
+    assert time.monotonic() - started < 30
+    trials = trials_of(url, "preempt")
+    interrupted = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(interrupted) == 1
+    assert interrupted[0].user_attrs["fail_reason"].startswith("interrupted")
+
+    other = hpo("run", str(spec), "--workers", "1", cwd=tmp_path)
+    assert finish(other) and other.returncode == 0
+    trials = trials_of(url, "preempt")
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 2
