@@ -243,6 +243,29 @@ def best(
         out.print(f"params: {fmt_params(trial.params)}", highlight=False)
 
 
+@app.command()
+@_errors
+def proxy(
+    storage: StorageOpt = None,
+    host: Annotated[str, typer.Option("--host", help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="port to listen on")] = 13000,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Serve the storage through Optuna's gRPC proxy (workers: --storage grpc://HOST:PORT)."""
+    from hpo.study import open_storage, redact, resolve_storage_url
+    from hpo.study.proxy import serve
+
+    url = resolve_storage_url(storage, None)
+    if url.startswith("grpc://"):
+        raise SpecError("--storage: the proxy serves a database URL, not another proxy")
+    backend = open_storage(url)
+    err.print(
+        f"serving {redact(url)} on grpc://{host}:{port} (no TLS: keep it on a private network)",
+        highlight=False,
+    )
+    serve(backend, host, port)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

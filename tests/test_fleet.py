@@ -103,3 +103,42 @@ def test_sigterm_preempts_the_node_and_another_finishes_the_trial(
     assert finish(other) and other.returncode == 0
     trials = trials_of(url, "preempt")
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 2
+
+
+@pytest.mark.postgres
+def test_workers_share_postgres_through_the_grpc_proxy(
+    write_spec, tmp_path: Path, postgres_url: str, unique_name: str
+) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proxy = subprocess.Popen(
+        [sys.executable, "-m", "hpo", "proxy", "--storage", postgres_url, "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        spec = write_spec(tiny_spec(unique_name, budget={"n_trials": 5}))
+        node = hpo(
+            "run",
+            str(spec),
+            "--workers",
+            "2",
+            "--storage",
+            f"grpc://127.0.0.1:{port}",
+            cwd=tmp_path,
+        )
+        out = finish(node)
+    finally:
+        proxy.terminate()
+        proxy.wait(timeout=30)
+
+    assert node.returncode == 0, out
+    trials = trials_of(postgres_url, unique_name)
+    assert len(trials) == 5 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert {t.user_attrs["worker"] for t in trials} == {0, 1}

@@ -13,11 +13,10 @@ import json
 from typing import Any
 
 import optuna
-from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.spec import GridSpec, StudySpec
-from hpo.study.storage import retry_callback, study_lock
+from hpo.study.storage import Storage, retry_callback, study_lock
 
 
 def is_retry(trial: FrozenTrial) -> bool:
@@ -34,9 +33,17 @@ def _key(params: dict[str, Any]) -> str:
     return json.dumps(params, sort_keys=True, default=repr)
 
 
-def top_up(study: optuna.Study, storage: RDBStorage, spec: StudySpec, n_trials: int) -> int:
-    """Enqueue waiting trials until the study holds ``n_trials`` budget trials; returns how many."""
-    with study_lock(storage, study.study_name):
+def top_up(
+    study: optuna.Study, storage: Storage, spec: StudySpec, n_trials: int, force: bool = True
+) -> int:
+    """Enqueue waiting trials until the study holds ``n_trials`` budget trials; returns how many.
+
+    Without a cross-node lock (behind a gRPC proxy) only ``force`` callers top up: the node that
+    created the study, or one given ``--n-trials``; others would race and overshoot.
+    """
+    with study_lock(storage, study.study_name) as locked:
+        if not locked and not force:
+            return 0
         trials = study.get_trials(deepcopy=False)
         missing = n_trials - budget_used(trials)
         if missing <= 0:

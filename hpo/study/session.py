@@ -11,9 +11,8 @@ from optuna.study import StudyDirection
 from hpo.errors import StudyConflictError
 from hpo.spec import StudySpec
 from hpo.study import budget
-from hpo.study.resilient import ResilientRDBStorage
 from hpo.study.search import build_pruner, build_sampler
-from hpo.study.storage import open_storage
+from hpo.study.storage import Storage, open_storage
 
 #: Study system attrs written once at creation; a joining spec must agree with them.
 ATTR_METRIC = "hpo:metric"
@@ -35,9 +34,7 @@ def _direction(spec: StudySpec) -> StudyDirection:
     )
 
 
-def check_compatible(
-    storage: ResilientRDBStorage, study_id: int, spec: StudySpec, source: str
-) -> None:
+def check_compatible(storage: Storage, study_id: int, spec: StudySpec, source: str) -> None:
     """Raise StudyConflictError when the stored study disagrees with ``spec``; writes nothing."""
     stored_dir = storage.get_study_directions(study_id)
     if stored_dir != [_direction(spec)]:
@@ -60,7 +57,7 @@ class StudyHandle:
     """An open study with the storage it lives in."""
 
     study: optuna.Study
-    storage: ResilientRDBStorage
+    storage: Storage
     created: bool
 
 
@@ -86,7 +83,9 @@ def prepare(
     if study_id is None:
         for key, value in {**_fingerprint(spec), ATTR_DESCRIPTION: spec.description}.items():
             storage.set_study_system_attr(study._study_id, key, value)
-    budget.top_up(study, storage, spec, n_trials or spec.n_trials)
+    budget.top_up(
+        study, storage, spec, n_trials or spec.n_trials, force=study_id is None or bool(n_trials)
+    )
     return StudyHandle(study, storage, created=study_id is None)
 
 

@@ -14,12 +14,16 @@ from typing import Any
 
 import optuna
 import sqlalchemy
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from sqlalchemy.engine import make_url
 
 from hpo.errors import SpecError, StorageError
 from hpo.spec import RetrySpec
+from hpo.study.proxy import open_proxy
 from hpo.study.resilient import ResilientRDBStorage
+
+#: What hpo opens: a database with retries and heartbeats, or a gRPC storage proxy.
+Storage = ResilientRDBStorage | BaseStorage
 
 log = logging.getLogger(__name__)
 
@@ -78,13 +82,16 @@ def _engine_kwargs(url: str) -> dict[str, Any]:
     return {"pool_size": 2, "max_overflow": 0, "pool_pre_ping": True, "pool_recycle": 3600}
 
 
-def open_storage(url: str, retry: RetrySpec | None = None) -> ResilientRDBStorage:
-    """An RDBStorage on ``url``; with ``retry``, heartbeats and retry of stale trials are on.
+def open_storage(url: str, retry: RetrySpec | None = None) -> Storage:
+    """The storage at ``url``: a database (heartbeats and retries on with ``retry``) or a
+    ``grpc://host:port`` storage proxy.
 
     Raises:
         SpecError: the URL is malformed or names an unknown database driver.
         StorageError: the database cannot be reached.
     """
+    if url.startswith("grpc://"):
+        return open_proxy(url)
     try:
         backend = make_url(url).get_backend_name()
     except sqlalchemy.exc.ArgumentError:
@@ -112,18 +119,22 @@ def open_storage(url: str, retry: RetrySpec | None = None) -> ResilientRDBStorag
 
 
 @contextlib.contextmanager
-def study_lock(storage: RDBStorage, study_name: str) -> Iterator[None]:
+def study_lock(storage: Storage, study_name: str) -> Iterator[bool]:
     """A lock held across processes and nodes while a study's budget is topped up.
 
-    PostgreSQL: a session advisory lock. SQLite: an flock beside the database file.
+    PostgreSQL: a session advisory lock. SQLite: an flock beside the database file. Yields
+    False where no lock can be taken (a gRPC proxy, other databases).
     """
+    if not isinstance(storage, RDBStorage):
+        yield False
+        return
     url = storage.engine.url
     key = zlib.crc32(f"hpo:{study_name}".encode())
     if url.get_backend_name() == "postgresql":
         with storage.engine.connect() as conn:
             conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
             try:
-                yield
+                yield True
             finally:
                 conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
                 conn.commit()
@@ -131,12 +142,11 @@ def study_lock(storage: RDBStorage, study_name: str) -> Iterator[None]:
         with open(f"{url.database}.lock", "w") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
-                yield
+                yield True
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
     else:
-        log.warning("no cross-process lock for %s: budget top-up may race", url.get_backend_name())
-        yield
+        yield False
 
 
 def quiet_optuna() -> None:

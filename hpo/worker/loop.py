@@ -71,6 +71,11 @@ def _finish(
         retry_callback(ctx.spec.retry.max_retries)(study, study._storage.get_trial(trial._trial_id))
 
 
+def _recently_down(storage: object, window: float) -> bool:
+    recently_down = getattr(storage, "recently_down", None)  # a database storage, not a proxy
+    return bool(recently_down and recently_down(window))
+
+
 def _device_name(device: str) -> str:
     if device.startswith("cuda"):
         import torch
@@ -95,7 +100,7 @@ def run_worker(ctx: WorkerContext, stop: threading.Event, emit: Emit) -> int:
         if os.getppid() != parent:
             log.warning("the node's supervisor is gone: stopping")
             break
-        if not storage.recently_down(ctx.spec.retry.grace_period):
+        if not _recently_down(storage, ctx.spec.retry.grace_period):
             # After an outage no heartbeat could be written: wait a grace period before
             # judging other workers' trials stale, or live trials would be failed.
             optuna.storages.fail_stale_trials(study)
