@@ -166,14 +166,13 @@ def main() -> None:
                 rows.append(run_one(n, args.trials_per_worker, via_proxy, Path(tmp)))
                 print(json.dumps(rows[-1]), file=sys.stderr)
     print(json.dumps({"cpu_cores": os.cpu_count(), "runs": rows}, indent=2))
-    print(
-        "scale: "
-        + "; ".join(
-            f"{r['workers']}w/{r['via']}: {r['trials_per_s']} trials/s, p99 {r['report_ms_p99']} ms, "
-            f"{r['peak_connections']} conns, {r['duplicates']} dup, {r['failed_trials']} failed"
-            for r in rows
-        )
-    )
+    summary = [
+        f"{r['workers']}w/{r['via']}: {r['trials_per_s']} trials/s, "
+        f"p99 {r['report_ms_p99']} ms, {r['peak_connections']} conns, "
+        f"{r['duplicates']} dup, {r['failed_trials']} failed"
+        for r in rows
+    ]
+    print("scale: " + "; ".join(summary))
 
 
 if __name__ == "__main__":
