@@ -9,7 +9,8 @@ from conftest import tiny_spec
 from optuna.trial import TrialState
 
 from hpo.spec import StudySpec
-from hpo.study import budget_used, claim, prepare, requeue
+from hpo.study import budget_used, claim, next_trial, prepare, requeue
+from hpo.study.budget import POOL
 
 
 def _spec(**overrides: object) -> StudySpec:
@@ -26,6 +27,17 @@ def test_prepare_tops_up_to_budget_once(sqlite_url: str) -> None:
     assert len(prepare(spec, sqlite_url, n_trials=7).study.trials) == 7
 
 
+def test_pool_refills_to_the_budget_and_no_further(sqlite_url: str) -> None:
+    spec = _spec(budget={"n_trials": 20})
+    handle = prepare(spec, sqlite_url)
+    numbers = []
+    while (trial := next_trial(handle.study, handle.storage, spec)) is not None:
+        numbers.append(trial.number)
+        handle.study.tell(trial, 0.5)
+    assert numbers == list(range(20))
+    assert len(handle.study.trials) == 20
+
+
 def test_claim_never_creates_a_trial(sqlite_url: str) -> None:
     study = prepare(_spec(budget={"n_trials": 2}), sqlite_url).study
     claimed = [claim(study), claim(study), claim(study)]
@@ -36,18 +48,22 @@ def test_claim_never_creates_a_trial(sqlite_url: str) -> None:
 
 def _claim_all(url: str, name: str, out: mp.Queue) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name=name, storage=url)
     from hpo.study import open_storage
 
-    study = optuna.load_study(study_name=name, storage=open_storage(url))
+    storage = open_storage(url)
+    study = optuna.load_study(study_name=name, storage=storage)
+    spec = _spec(name=name, budget={"n_trials": 40})
     got = []
-    while (trial := claim(study)) is not None:
+    while (trial := next_trial(study, storage, spec)) is not None:
         got.append(trial.number)
+        waiting = study._storage.get_n_trials(study._study_id, state=TrialState.WAITING)
+        assert waiting <= POOL
     out.put(got)
 
 
-def test_concurrent_claims_on_sqlite_take_each_trial_once(sqlite_url: str) -> None:
-    prepare(_spec(name="race", budget={"n_trials": 40}), sqlite_url)
+def test_concurrent_claims_and_refills_on_sqlite_run_the_exact_budget(sqlite_url: str) -> None:
+    handle = prepare(_spec(name="race", budget={"n_trials": 40}), sqlite_url)
+    assert len(handle.study.trials) == POOL  # a small pool, refilled on demand
     ctx = mp.get_context("spawn")
     out: mp.Queue = ctx.Queue()
     procs = [ctx.Process(target=_claim_all, args=(sqlite_url, "race", out)) for _ in range(4)]

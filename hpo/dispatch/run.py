@@ -16,7 +16,7 @@ from hpo.dispatch.plan import WorkerPlan, detect_gpus, plan_workers
 from hpo.dispatch.supervisor import Supervisor
 from hpo.errors import HpoError
 from hpo.spec import StudySpec
-from hpo.study import Snapshot, StudyHandle, prepare, redact, requeue, snapshot
+from hpo.study import Snapshot, StudyHandle, get_budget, prepare, redact, requeue, snapshot
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def run_study(spec: StudySpec, options: RunOptions, observer: Observer) -> RunRe
     timeout = options.timeout or spec.budget.timeout
     deadline = time.time() + timeout if timeout else None
     _prepare_data(spec)
-    observer.started(spec, redact(options.storage_url), plans, options.n_trials or spec.n_trials)
+    observer.started(spec, redact(options.storage_url), plans, get_budget(handle.study))
     sup = Supervisor(
         plans,
         spec.model_dump_json(exclude_unset=True),

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from hpo.study.budget import budget_used, claim, is_retry, requeue, top_up
+from hpo.study.budget import (
+    budget_used,
+    claim,
+    get_budget,
+    is_retry,
+    next_trial,
+    refill,
+    requeue,
+    set_budget,
+)
 from hpo.study.search import build_pruner, build_sampler, suggest, worker_seed
 from hpo.study.session import StudyHandle, check_compatible, load, prepare
 from hpo.study.storage import (
@@ -23,18 +32,21 @@ __all__ = [
     "build_sampler",
     "check_compatible",
     "claim",
+    "get_budget",
     "is_retry",
+    "next_trial",
+    "refill",
     "load",
     "open_storage",
     "prepare",
     "quiet_optuna",
     "redact",
     "requeue",
+    "set_budget",
     "Snapshot",
     "snapshot",
     "resolve_storage_url",
     "study_lock",
     "suggest",
-    "top_up",
     "worker_seed",
 ]

@@ -1,10 +1,13 @@
-"""The trial budget, kept in the storage as WAITING trials that workers claim one by one.
+"""The trial budget, kept in the storage as a small pool of WAITING trials that workers claim.
 
-A study of ``n_trials`` holds exactly ``n_trials`` budget trials. Whoever starts or joins the
-study tops the pool up under a cross-node lock; workers only ever *claim* a waiting trial and
-never create one, so workers and nodes together run exactly ``n_trials`` trials. Grid points are
-enqueued with their parameters fixed, so each point runs once. A retry of a crashed trial
-(system attr ``failed_trial``) continues its slot and does not count against the budget.
+A study of ``n_trials`` never holds more than ``n_trials`` budget trials. The budget itself is a
+study attribute (``hpo:n_trials``). Workers only ever *claim* a waiting trial and never create
+one; when the pool is empty, a worker refills it under a cross-node lock with at most ``POOL``
+new waiting trials, and never beyond the budget. So workers and nodes together run exactly
+``n_trials`` trials. The pool stays small because Optuna's trial cache re-reads every
+unfinished trial on each read: a pool of the whole budget would make every storage read
+O(budget). Grid points are enqueued with their parameters fixed, so each point runs once. A
+retry of a crashed trial (system attr ``failed_trial``) continues its slot and does not count.
 """
 
 from __future__ import annotations
@@ -33,19 +36,35 @@ def _key(params: dict[str, Any]) -> str:
     return json.dumps(params, sort_keys=True, default=repr)
 
 
-def top_up(
-    study: optuna.Study, storage: Storage, spec: StudySpec, n_trials: int, force: bool = True
-) -> int:
-    """Enqueue waiting trials until the study holds ``n_trials`` budget trials; returns how many.
+ATTR_BUDGET = "hpo:n_trials"
+#: Waiting budget trials kept in the storage at most (a refill adds up to this many).
+POOL = 8
 
-    Without a cross-node lock (behind a gRPC proxy) only ``force`` callers top up: the node that
-    created the study, or one given ``--n-trials``; others would race and overshoot.
+
+def set_budget(study: optuna.Study, n_trials: int) -> None:
+    """Record the study's total trial budget (the newest explicit value wins)."""
+    study._storage.set_study_system_attr(study._study_id, ATTR_BUDGET, n_trials)
+
+
+def get_budget(study: optuna.Study) -> int:
+    return int(study._storage.get_study_system_attrs(study._study_id).get(ATTR_BUDGET, 0))
+
+
+def refill(study: optuna.Study, storage: Storage, spec: StudySpec, force: bool = False) -> int:
+    """Enqueue up to ``POOL`` waiting trials, never beyond the budget; returns how many.
+
+    Without a cross-node lock (behind a gRPC proxy) a refill would race: there only a
+    ``force`` caller (the node that created the study, or one given ``--n-trials``) refills,
+    and it enqueues the whole remaining budget at once.
     """
     with study_lock(storage, study.study_name) as locked:
         if not locked and not force:
             return 0
         trials = study.get_trials(deepcopy=False)
-        missing = n_trials - budget_used(trials)
+        waiting = sum(1 for t in trials if t.state == TrialState.WAITING and not is_retry(t))
+        missing = get_budget(study) - budget_used(trials)
+        if locked:
+            missing = min(missing, POOL - waiting)
         if missing <= 0:
             return 0
         if isinstance(spec.sampler, GridSpec):
@@ -56,6 +75,20 @@ def top_up(
         for params in points:
             study.enqueue_trial(params)
         return len(points)
+
+
+def next_trial(study: optuna.Study, storage: Storage, spec: StudySpec) -> optuna.Trial | None:
+    """Claim a waiting trial, refilling the pool when it is empty; None when the budget is spent."""
+    while True:
+        trial = claim(study)
+        if trial is not None:
+            return trial
+        if refill(study, storage, spec) == 0 and not _any_waiting(study):
+            return None
+
+
+def _any_waiting(study: optuna.Study) -> bool:
+    return bool(study._storage.get_n_trials(study._study_id, state=TrialState.WAITING))
 
 
 def _shuffled_grid(spec: StudySpec) -> list[dict[str, Any]]:

@@ -83,9 +83,10 @@ def prepare(
     if study_id is None:
         for key, value in {**_fingerprint(spec), ATTR_DESCRIPTION: spec.description}.items():
             storage.set_study_system_attr(study._study_id, key, value)
-    budget.top_up(
-        study, storage, spec, n_trials or spec.n_trials, force=study_id is None or bool(n_trials)
-    )
+    force = study_id is None or bool(n_trials)
+    if force:
+        budget.set_budget(study, n_trials or spec.n_trials)
+    budget.refill(study, storage, spec, force=force)
     return StudyHandle(study, storage, created=study_id is None)
 
 

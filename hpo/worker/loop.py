@@ -14,7 +14,7 @@ from optuna.storages._heartbeat import get_heartbeat_thread
 from optuna.trial import TrialState
 
 from hpo.spec import StudySpec
-from hpo.study import claim, load
+from hpo.study import load, next_trial
 from hpo.study.storage import retry_callback
 from hpo.worker.trial import Emit, TrialOutcome, run_trial
 
@@ -104,7 +104,7 @@ def run_worker(ctx: WorkerContext, stop: threading.Event, emit: Emit) -> int:
             # After an outage no heartbeat could be written: wait a grace period before
             # judging other workers' trials stale, or live trials would be failed.
             optuna.storages.fail_stale_trials(study)
-        trial = claim(study)
+        trial = next_trial(study, storage, ctx.spec)
         if trial is None:
             break
         _record_start(trial, ctx, device_name)
