@@ -140,16 +140,10 @@ def run(
 
 
 def _open(spec_path: Path, storage: str | None, study_name: str | None) -> Any:
-    import optuna
-
-    from hpo.study import open_storage, redact, resolve_storage_url
+    from hpo.study import find, resolve_storage_url
 
     spec = _load(spec_path, study_name)
-    url = resolve_storage_url(storage, spec.storage)
-    try:
-        return spec, optuna.load_study(study_name=spec.name, storage=open_storage(url))
-    except KeyError:
-        raise StorageError(f"no study {spec.name!r} in {redact(url)}") from None
+    return spec, find(spec.name, resolve_storage_url(storage, spec.storage))
 
 
 def _print_summary(snap: Any, metric: str) -> None:

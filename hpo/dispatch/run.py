@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,15 @@ from optuna.trial import TrialState
 from hpo.dispatch.plan import WorkerPlan, detect_gpus, plan_workers
 from hpo.dispatch.supervisor import Supervisor
 from hpo.spec import StudySpec
-from hpo.study import Snapshot, StudyHandle, prepare, redact, requeue, snapshot
+from hpo.study import (
+    Snapshot,
+    StudyHandle,
+    prepare,
+    record_node,
+    redact,
+    requeue,
+    snapshot,
+)
 
 #: Datasets fetched over the network: fetched once here, before workers start in parallel.
 DOWNLOADED = ("mnist", "fashion_mnist", "cifar10")
@@ -90,6 +99,7 @@ def run_study(spec: StudySpec, options: RunOptions, observer: Observer) -> RunRe
         _cpu_count(),
     )
     handle = prepare(spec, options.storage_url, options.n_trials, options.source)
+    record_node(handle, options.node, sys.argv)
     timeout = options.timeout or spec.budget.timeout
     deadline = time.time() + timeout if timeout else None
     _prepare_data(spec)

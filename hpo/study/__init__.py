@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 from hpo.study.budget import budget_used, claim, is_retry, requeue, top_up
+from hpo.study.notes import ATTR_NODES, record_node, redact_command
 from hpo.study.search import build_pruner, build_sampler, suggest, worker_seed
-from hpo.study.session import StudyHandle, check_compatible, load, prepare
+from hpo.study.session import (
+    ATTR_DESCRIPTION,
+    ATTR_METRIC,
+    StudyHandle,
+    check_compatible,
+    find,
+    load,
+    prepare,
+    system_attrs,
+)
 from hpo.study.storage import (
     ENV_STORAGE,
     open_storage,
@@ -16,6 +26,9 @@ from hpo.study.storage import (
 from hpo.study.summary import Snapshot, snapshot
 
 __all__ = [
+    "ATTR_DESCRIPTION",
+    "ATTR_METRIC",
+    "ATTR_NODES",
     "ENV_STORAGE",
     "StudyHandle",
     "budget_used",
@@ -23,17 +36,21 @@ __all__ = [
     "build_sampler",
     "check_compatible",
     "claim",
+    "find",
     "is_retry",
     "load",
     "open_storage",
     "prepare",
     "quiet_optuna",
+    "record_node",
     "redact",
+    "redact_command",
     "requeue",
     "Snapshot",
     "snapshot",
     "resolve_storage_url",
     "study_lock",
+    "system_attrs",
     "suggest",
     "top_up",
     "worker_seed",
