@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +39,13 @@ StorageOpt = Annotated[
     ),
 ]
 NameOpt = Annotated[str | None, typer.Option("--study-name", help="override the spec's study name")]
+OptSpecArg = Annotated[
+    Path | None, typer.Argument(help="study YAML file (or --study NAME)", show_default=False)
+]
+StudyOpt = Annotated[
+    str | None,
+    typer.Option("--study", "--study-name", help="study name (overrides the spec's)"),
+]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="tracebacks and debug logs")]
 
 
@@ -140,16 +148,22 @@ def run(
 
 
 def _open(spec_path: Path, storage: str | None, study_name: str | None) -> Any:
-    import optuna
-
-    from hpo.study import open_storage, redact, resolve_storage_url
+    from hpo.study import find, resolve_storage_url
 
     spec = _load(spec_path, study_name)
-    url = resolve_storage_url(storage, spec.storage)
-    try:
-        return spec, optuna.load_study(study_name=spec.name, storage=open_storage(url))
-    except KeyError:
-        raise StorageError(f"no study {spec.name!r} in {redact(url)}") from None
+    return spec, find(spec.name, resolve_storage_url(storage, spec.storage))
+
+
+def _target(spec_path: Path | None, storage: str | None, study: str | None) -> tuple[str, str]:
+    """(storage URL, study name) from a spec file, or from ``--study`` and the storage alone."""
+    from hpo.study import resolve_storage_url
+
+    if spec_path is not None:
+        spec = _load(spec_path, study)
+        return resolve_storage_url(storage, spec.storage), spec.name
+    if not study:
+        raise SpecError("name the study: a study file, or --study NAME (with --storage URL)")
+    return resolve_storage_url(storage, None), study
 
 
 def _print_summary(snap: Any, metric: str) -> None:
@@ -264,6 +278,87 @@ def proxy(
         highlight=False,
     )
     serve(backend, host, port)
+
+
+@app.command()
+@_errors
+def dashboard(
+    spec_path: OptSpecArg = None,
+    storage: StorageOpt = None,
+    study: StudyOpt = None,
+    host: Annotated[str, typer.Option("--host", help="address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="port")] = 8080,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Serve optuna-dashboard on the study's storage (the embedded default too), until Ctrl-C."""
+    from hpo.insight import start_dashboard
+    from hpo.study import resolve_storage_url
+
+    if spec_path is None and not study:
+        url, name = resolve_storage_url(storage, None), None
+    else:
+        url, name = _target(spec_path, storage, study)
+    board = start_dashboard(url, host, port, name)
+    for line in board.how_to_reach():
+        out.print(line, highlight=False, markup=False)
+    out.print("Ctrl-C stops it", highlight=False)
+    board.serve()
+
+
+@app.command()
+@_errors
+def report(
+    spec_path: OptSpecArg = None,
+    storage: StorageOpt = None,
+    study: StudyOpt = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="report folder")] = Path(
+        "hpo-report"
+    ),
+    verbose: VerboseOpt = False,
+) -> None:
+    """Write report.html (plots, offline), PNGs, best_params.yaml and trials.csv."""
+    os.environ.setdefault("MPLBACKEND", "Agg")  # PNGs only, never a window
+    from hpo.insight import write_report
+    from hpo.study import find, redact
+
+    url, name = _target(spec_path, storage, study)
+    result = write_report(find(name, url), output, redact(url))
+    for path in result.files:
+        out.print(f"wrote {path}", highlight=False, markup=False)
+    for plot, reason in result.skipped.items():
+        out.print(f"skipped {plot}: {reason}", highlight=False, markup=False)
+
+
+@app.command()
+@_errors
+def export(
+    spec_path: OptSpecArg = None,
+    storage: StorageOpt = None,
+    study: StudyOpt = None,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="csv | json (default: from -o, else csv)")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="file (default: standard output)")
+    ] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Every trial with its params, value, state, duration and user attrs, as CSV or JSON."""
+    from hpo.insight import Format, write_trials
+    from hpo.study import find
+
+    fmt = fmt or (output.suffix.lstrip(".") if output and output.suffix else "csv")
+    if fmt not in ("csv", "json"):
+        raise SpecError(f"--format: {fmt!r} is not csv or json")
+    kind: Format = "json" if fmt == "json" else "csv"
+    url, name = _target(spec_path, storage, study)
+    found = find(name, url)
+    if output is None:
+        write_trials(found, sys.stdout, kind)
+        return
+    with open(output, "w", newline="") as stream:
+        count = write_trials(found, stream, kind)
+    err.print(f"wrote {count} trials to {output}", highlight=False, markup=False)
 
 
 def main() -> None:

@@ -41,7 +41,7 @@ class _State:
     snap: Snapshot = field(default_factory=Snapshot)
     workers: dict[int, _WorkerRow] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
-    finished_here: int = 0
+    finished_at_start: int | None = None  # the study's finished trials when this node started
 
 
 class PlainProgress:
@@ -63,7 +63,6 @@ class PlainProgress:
     def event(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
         if kind == "trial_end":
-            self.state.finished_here += 1
             value = event.get("value")
             shown = f"{value:.4g}" if isinstance(value, float) else "-"
             reason = f" ({event['reason']})" if event.get("reason") else ""
@@ -83,6 +82,16 @@ class PlainProgress:
 
     def snapshot(self, snap: Snapshot) -> None:
         self.state.snap = snap
+        if self.state.finished_at_start is None:
+            self.state.finished_at_start = snap.finished
+
+    def eta(self) -> float | None:
+        """Seconds until the budget is spent, at the rate of the whole study (all nodes)."""
+        s = self.state
+        progressed = s.snap.finished - (s.finished_at_start or 0)
+        if progressed <= 0 or s.budget <= s.snap.finished:
+            return None
+        return (s.budget - s.snap.finished) * (time.monotonic() - s.started) / progressed
 
     def close(self) -> None:
         pass
@@ -127,10 +136,8 @@ class LiveProgress(PlainProgress):
         s = self.state
         counts = " ".join(f"{k.lower()} {s.snap.counts.get(k, 0)}" for k in STATES)
         done = s.snap.finished
-        eta = ""
-        elapsed = time.monotonic() - s.started
-        if s.finished_here and s.budget > done:
-            eta = f"  eta {(s.budget - done) * elapsed / s.finished_here:.0f}s"
+        left = self.eta()
+        eta = "" if left is None else f"  eta {left:.0f}s"
         head = f"[bold]{s.spec.name if s.spec else ''}[/] {done}/{s.budget} finished  {counts}{eta}"
         best = "best: -"
         if s.snap.best_value is not None:

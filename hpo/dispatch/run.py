@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import socket
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,16 @@ from hpo.dispatch.plan import WorkerPlan, detect_gpus, plan_workers
 from hpo.dispatch.supervisor import Supervisor
 from hpo.errors import HpoError
 from hpo.spec import StudySpec
-from hpo.study import Snapshot, StudyHandle, get_budget, prepare, redact, requeue, snapshot
+from hpo.study import (
+    Snapshot,
+    StudyHandle,
+    get_budget,
+    prepare,
+    record_node,
+    redact,
+    requeue,
+    snapshot,
+)
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +107,7 @@ def run_study(spec: StudySpec, options: RunOptions, observer: Observer) -> RunRe
         _cpu_count(),
     )
     handle = prepare(spec, options.storage_url, options.n_trials, options.source)
+    record_node(handle, options.node, sys.argv)
     timeout = options.timeout or spec.budget.timeout
     deadline = time.time() + timeout if timeout else None
     _prepare_data(spec)

@@ -12,8 +12,18 @@ from hpo.study.budget import (
     requeue,
     set_budget,
 )
+from hpo.study.notes import ATTR_NODES, record_node, redact_command
 from hpo.study.search import build_pruner, build_sampler, suggest, worker_seed
-from hpo.study.session import StudyHandle, check_compatible, load, prepare
+from hpo.study.session import (
+    ATTR_DESCRIPTION,
+    ATTR_METRIC,
+    StudyHandle,
+    check_compatible,
+    find,
+    load,
+    prepare,
+    system_attrs,
+)
 from hpo.study.storage import (
     ENV_STORAGE,
     open_storage,
@@ -25,6 +35,9 @@ from hpo.study.storage import (
 from hpo.study.summary import Snapshot, snapshot
 
 __all__ = [
+    "ATTR_DESCRIPTION",
+    "ATTR_METRIC",
+    "ATTR_NODES",
     "ENV_STORAGE",
     "StudyHandle",
     "budget_used",
@@ -33,6 +46,7 @@ __all__ = [
     "check_compatible",
     "claim",
     "get_budget",
+    "find",
     "is_retry",
     "next_trial",
     "refill",
@@ -40,13 +54,16 @@ __all__ = [
     "open_storage",
     "prepare",
     "quiet_optuna",
+    "record_node",
     "redact",
+    "redact_command",
     "requeue",
     "set_budget",
     "Snapshot",
     "snapshot",
     "resolve_storage_url",
     "study_lock",
+    "system_attrs",
     "suggest",
     "worker_seed",
 ]

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.study import StudyDirection
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
-from hpo.errors import StudyConflictError
+from hpo.errors import StorageError, StudyConflictError
 from hpo.spec import StudySpec
 from hpo.study import budget
 from hpo.study.search import build_pruner, build_sampler
-from hpo.study.storage import Storage, open_storage
+from hpo.study.storage import Storage, open_storage, redact
 
 #: Study system attrs written once at creation; a joining spec must agree with them.
 ATTR_METRIC = "hpo:metric"
@@ -100,3 +104,30 @@ def load(spec: StudySpec, url: str, *, node: str = "", index: int = 0) -> StudyH
         pruner=build_pruner(spec),
     )
     return StudyHandle(study, storage, created=False)
+
+
+def system_attrs(study: optuna.Study) -> dict[str, Any]:
+    """The study's system attrs (``hpo:metric``, ``hpo:nodes``, ...); Optuna 5 has no accessor."""
+    return study._storage.get_study_system_attrs(study._study_id)
+
+
+def find(name: str, url: str) -> optuna.Study:
+    """Open the existing study ``name`` for reading (status, report, export).
+
+    Raises:
+        StorageError: no such study (the message lists the studies the storage holds), or an
+            SQLite file that does not exist (which would otherwise be created empty).
+    """
+    try:
+        db = make_url(url).database if url.startswith("sqlite") else None
+    except ArgumentError:
+        db = None  # open_storage says what is wrong with the URL
+    if db and db != ":memory:" and not Path(db).exists():
+        raise StorageError(f"no study {name!r}: {db} does not exist")
+    storage = open_storage(url)
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = sorted(s.study_name for s in storage.get_all_studies())
+        known = f"studies there: {', '.join(names)}" if names else "it holds no study"
+        raise StorageError(f"no study {name!r} in {redact(url)} ({known})") from None

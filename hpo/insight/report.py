@@ -1,0 +1,154 @@
+"""``hpo report``: one folder that says what a study found, readable offline.
+
+``report.html`` (self-contained: plotly's JavaScript is inlined, no network needed), a PNG of
+every plot, ``best_params.yaml`` (the best trial's parameters, ready to paste under a spec's
+``train:``) and ``trials.csv``.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+from optuna.trial import FrozenTrial, TrialState
+
+from hpo.insight.export import write_trials
+from hpo.insight.plots import PLOTS, plotly_figure, save_png, skip_reason
+from hpo.study import ATTR_DESCRIPTION, ATTR_METRIC, ATTR_NODES, system_attrs
+
+
+@dataclass
+class Report:
+    """What ``write_report`` wrote, and the plots it skipped with the reason."""
+
+    directory: Path
+    files: list[Path] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def write_report(study: optuna.Study, directory: Path, storage: str = "") -> Report:
+    """Write the report of ``study`` into ``directory`` (created if needed).
+
+    Args:
+        study: the study to report on, any state (plots it cannot draw yet are skipped).
+        directory: the output folder; existing report files in it are replaced.
+        storage: the storage URL shown in the report, already redacted.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    report = Report(directory)
+    trials = study.get_trials(deepcopy=False)
+    attrs = system_attrs(study)
+    metric = str(attrs.get(ATTR_METRIC, "value"))
+    sections = []
+    for plot in PLOTS:
+        reason = skip_reason(plot, trials)
+        if reason:
+            report.skipped[plot.name] = reason
+            sections.append(
+                _section(plot.title, plot.caption, f"<p class=skip>Skipped: {_e(reason)}.</p>")
+            )
+            continue
+        figure = plotly_figure(plot, study, metric)
+        body = figure.to_html(full_html=False, include_plotlyjs=False, div_id=plot.name)
+        sections.append(_section(plot.title, plot.caption, body))
+        report.files.append(save_png(plot, study, metric, directory / f"{plot.name}.png"))
+    page = _page(study, trials, attrs, metric, storage, sections)
+    report.files.insert(0, _write(directory / "report.html", page))
+    best = _best(study)
+    if best is not None:
+        report.files.append(
+            _write(directory / "best_params.yaml", best_params_yaml(study, best, metric))
+        )
+    with open(directory / "trials.csv", "w", newline="") as stream:
+        write_trials(study, stream, "csv")
+    report.files.append(directory / "trials.csv")
+    return report
+
+
+def best_params_yaml(study: optuna.Study, best: FrozenTrial, metric: str) -> str:
+    """The best trial's parameters as YAML, with a comment saying where they come from."""
+    head = (
+        f"# best trial of study {study.study_name}: trial {best.number}, "
+        f"{metric} = {best.value:.6g} ({study.direction.name.lower()})\n"
+        "# these values go under the spec's `train:` (or replace the `space:` entries)\n"
+    )
+    return head + yaml.safe_dump(dict(best.params), sort_keys=False)
+
+
+def _best(study: optuna.Study) -> FrozenTrial | None:
+    try:
+        return study.best_trial
+    except ValueError:  # no completed trial
+        return None
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def _section(title: str, caption: str, body: str) -> str:
+    return f"<section><h2>{_e(title)}</h2><p class=caption>{_e(caption)}</p>{body}</section>"
+
+
+def _summary_rows(
+    study: optuna.Study, trials: list[FrozenTrial], attrs: dict[str, Any], metric: str, storage: str
+) -> list[tuple[str, str]]:
+    counts = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
+    rows = [
+        ("metric", f"{metric} ({study.direction.name.lower()})"),
+        ("trials", ", ".join(f"{n} {k}" for k, n in counts.items() if n) or "none"),
+    ]
+    if storage:
+        rows.append(("storage", storage))
+    best = _best(study)
+    if best is not None:
+        params = ", ".join(f"{k}={v!r}" for k, v in best.params.items())
+        rows += [("best", f"{best.value:.6g} (trial {best.number})"), ("best params", params)]
+    for node in attrs.get(ATTR_NODES, []):
+        rows.append(
+            ("started", f"{node.get('started')} on {node.get('node')}: {node.get('command')}")
+        )
+    return rows
+
+
+def _page(
+    study: optuna.Study,
+    trials: list[FrozenTrial],
+    attrs: dict[str, Any],
+    metric: str,
+    storage: str,
+    sections: list[str],
+) -> str:
+    from plotly.offline import get_plotlyjs
+
+    rows = "".join(
+        f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>"
+        for k, v in _summary_rows(study, trials, attrs, metric, storage)
+    )
+    description = attrs.get(ATTR_DESCRIPTION) or ""
+    generated = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return (
+        f"<!doctype html><html><head><meta charset=utf-8>"
+        f"<title>hpo report: {_e(study.study_name)}</title><style>{_CSS}</style>"
+        f"<script>{get_plotlyjs()}</script></head><body>"
+        f"<h1>Study {_e(study.study_name)}</h1><p>{_e(description)}</p>"
+        f"<table class=summary>{rows}</table>{''.join(sections)}"
+        f"<footer>hpo report, {generated}</footer></body></html>\n"
+    )
+
+
+_CSS = (
+    "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+    "table.summary th{text-align:left;padding-right:1em;vertical-align:top}"
+    ".caption{color:#555}.skip{color:#a60}footer{color:#888;margin-top:3em}"
+)

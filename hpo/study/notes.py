@@ -1,0 +1,94 @@
+"""What ran a study: each node's command line, kept on the study for whoever reads it later.
+
+Two places, for two readers. The study system attr ``hpo:nodes`` holds one record per
+``hpo run`` that created or joined the study (node, command line, working directory, start
+time), for tools and ``hpo report``. The study's optuna-dashboard note shows the spec's
+description and the same commands to a person browsing the dashboard; hpo rewrites that note
+only while nobody has edited it, so a note written by hand is never overwritten.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from hpo.study.session import ATTR_DESCRIPTION, StudyHandle
+from hpo.study.storage import redact, study_lock
+
+#: Study system attr: the list of node records, oldest first.
+ATTR_NODES = "hpo:nodes"
+#: Records kept in ``hpo:nodes`` (the oldest are dropped), and shown in the note.
+MAX_NODES = 100
+NOTE_NODES = 20
+
+
+def redact_command(argv: Sequence[str]) -> str:
+    """``argv`` as one shell line, any URL's password replaced by ``***``.
+
+    ``argv[0]`` is shortened to the program name (``python -m hpo`` for ``.../hpo/__main__.py``).
+    """
+    if not argv:
+        return ""
+    prog = Path(argv[0])
+    head = [f"python -m {prog.parent.name}"] if prog.name == "__main__.py" else [prog.name]
+    rest = [redact(arg) if "://" in arg else arg for arg in argv[1:]]
+    return " ".join(head + [shlex.quote(arg) for arg in rest])
+
+
+def record_node(handle: StudyHandle, node: str, argv: Sequence[str]) -> dict[str, Any]:
+    """Append this node's start to the study's ``hpo:nodes`` and refresh the dashboard note.
+
+    Done under the study's cross-node lock, since several nodes may join at the same moment.
+
+    Args:
+        handle: the study just prepared by ``hpo.study.prepare``.
+        node: this node's name.
+        argv: the command line that started this node (``sys.argv``); passwords are redacted.
+
+    Returns:
+        The record appended.
+    """
+    entry = {
+        "node": node,
+        "command": redact_command(argv),
+        "cwd": os.getcwd(),
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    study, storage = handle.study, handle.storage
+    with study_lock(storage, study.study_name):
+        attrs = storage.get_study_system_attrs(study._study_id)
+        before: list[dict[str, Any]] = list(attrs.get(ATTR_NODES, []))
+        after = (before + [entry])[-MAX_NODES:]
+        storage.set_study_system_attr(study._study_id, ATTR_NODES, after)
+        description = str(attrs.get(ATTR_DESCRIPTION, ""))
+        _refresh_note(study, note_body(study.study_name, description, before), description, after)
+    return entry
+
+
+def note_body(name: str, description: str, nodes: list[dict[str, Any]]) -> str:
+    """The dashboard note (Markdown): the description and the latest node commands."""
+    lines = [f"## {name}", "", description.strip() or "_no description in the spec_", ""]
+    if nodes:
+        lines += ["**Started by** (newest last)", "", "| started (UTC) | node | command |"]
+        lines.append("|---|---|---|")
+        for n in nodes[-NOTE_NODES:]:
+            command = str(n.get("command", "")).replace("`", "'").replace("|", "\\|")
+            lines.append(f"| {n.get('started', '')} | {n.get('node', '')} | `{command}` |")
+        if len(nodes) > NOTE_NODES:
+            lines.append(f"\n{len(nodes) - NOTE_NODES} earlier starts are in `hpo:nodes`.")
+    return "\n".join(lines) + "\n"
+
+
+def _refresh_note(
+    study: optuna.Study, previous: str, description: str, nodes: list[dict[str, Any]]
+) -> None:
+    from optuna_dashboard import get_note, save_note
+
+    if get_note(study) in ("", previous):  # nobody edited hpo's note in the dashboard
+        save_note(study, note_body(study.study_name, description, nodes))
