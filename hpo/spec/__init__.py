@@ -5,6 +5,7 @@ from __future__ import annotations
 from hpo.spec.load import load_spec
 from hpo.spec.space import CategoricalParam, FloatParam, IntParam, grid_points, is_active, ordered
 from hpo.spec.study import (
+    ArtifactSpec,
     BudgetSpec,
     GridSpec,
     HyperbandSpec,
@@ -20,6 +21,7 @@ from hpo.spec.study import (
 from hpo.trainer.config import TrainConfig
 
 __all__ = [
+    "ArtifactSpec",
     "BudgetSpec",
     "CategoricalParam",
     "FloatParam",

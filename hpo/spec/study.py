@@ -97,6 +97,16 @@ class RetrySpec(_Frozen):
     )
 
 
+class ArtifactSpec(_Frozen):
+    """Where trial files go: resume checkpoints and each completed trial's best model."""
+
+    path: str = Field(
+        "./hpo-artifacts", description="a directory every node sees, or s3://bucket (boto3)"
+    )
+    keep_pruned: bool = Field(False, description="also keep the best model of pruned trials")
+    checkpoints: bool = Field(True, description="checkpoint every epoch so retries resume")
+
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
@@ -113,6 +123,7 @@ class StudySpec(_Frozen):
         "best", description="the trial's value: its best epoch's metric, or its last"
     )
     retry: RetrySpec = RetrySpec()
+    artifacts: ArtifactSpec = ArtifactSpec()
     storage: str | None = Field(None, description="storage URL (flag and HPO_STORAGE win)")
     space: dict[str, Param] = Field(default_factory=dict, description="parameters to tune")
     train: TrainConfig = Field(default_factory=TrainConfig, description="fixed training config")
