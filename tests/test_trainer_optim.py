@@ -185,5 +185,5 @@ def test_dropout_before_the_head() -> None:
 
 def test_batch_size_minus_one_means_auto() -> None:
     assert _config(batch_size=-1).batch_size == "auto"
-    with pytest.raises(ValueError, match="batch_size"):
+    with pytest.raises(ValueError, match="greater than or equal to 1"):
         _config(batch_size=0)

@@ -159,3 +159,36 @@ def test_worker_records_early_stopping_and_passes_the_study_metric() -> None:
     assert outcome.state == optuna.trial.TrialState.COMPLETE
     assert outcome.attrs["early_stopped"] is True and outcome.attrs["best_epoch"] == 1
     assert outcome.attrs["epochs_run"] == 2
+
+
+def test_compile_wraps_the_forward_and_keeps_the_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+
+    class Compiled(torch.nn.Module):  # stands in for torch.compile's OptimizedModule
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self._orig_mod = inner
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            calls.append(len(x))
+            return self._orig_mod(x)
+
+    monkeypatch.setattr(torch, "compile", Compiled)
+    states: list[dict[str, Any]] = []
+    config = _config(epochs=1, fraction=0.1, compile=True)
+    fit(config, CPU, lambda e, m: None, on_checkpoint=lambda e, s: states.append(s))
+    assert calls and "fc.weight" in states[0]["model"]  # the raw module's keys, no prefix
+
+
+def test_channels_last_and_determinism_settings() -> None:
+    from hpo.trainer.runtime import channels_last, configure
+
+    assert channels_last(_config(model="resnet18"), torch.device("cuda"))
+    assert not channels_last(_config(model="vit_b_16"), torch.device("cuda"))
+    assert not channels_last(_config(model="resnet18"), CPU)
+    result = fit(_config(epochs=1, fraction=0.1, channels_last=True), CPU, lambda e, m: None)
+    assert result.epochs_run == 1
+    configure(_config(deterministic=True), CPU)
+    assert torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.deterministic
+    configure(_config(), CPU)
+    assert not torch.are_deterministic_algorithms_enabled()

@@ -148,3 +148,33 @@ def test_fine_tuning_phase_uses_layer_decayed_lrs(tmp_path: Path) -> None:
     lrs = lambda state: sorted({g["lr"] for g in state["optimizer"]["param_groups"]})  # noqa: E731
     assert max(lrs(states[0])) == pytest.approx(0.1)  # phase 1: the head at lr
     assert lrs(states[1]) == pytest.approx([0.0025, 0.005, 0.01])  # stem, conv 2, head
+
+
+def test_flowers102_recipe_runs_on_tiny_fakes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shipped study's train block end to end, shrunk: fake images, fake hub weights."""
+    import torchvision.datasets
+    import yaml
+    from PIL import Image
+
+    class FakeFlowers(torch.utils.data.Dataset):
+        def __init__(self, root: str, split: str, transform: Any, download: bool) -> None:
+            self.n, self.transform = {"train": 3, "val": 3, "test": 8}[split], transform
+
+        def __len__(self) -> int:
+            return self.n
+
+        def __getitem__(self, i: int) -> tuple[Any, int]:
+            return self.transform(Image.new("RGB", (40, 30), (i * 30, 90, 0))), i % 102
+
+    source = torchvision.models.resnet50(weights=None).state_dict()
+    monkeypatch.setattr(torchvision.datasets, "Flowers102", FakeFlowers)
+    monkeypatch.setattr(pretrained_module, "_hub_state", lambda *a: dict(source))
+    study_file = Path(__file__).parent.parent / "studies" / "flowers102_finetune.yaml"
+    recipe = yaml.safe_load(study_file.read_text())["train"]
+    small = {"image_size": 32, "epochs": 2, "freeze_epochs": 1, "batch_size": 4, "num_workers": 0}
+    config = TrainConfig.model_validate({**recipe, **small, "layer_decay_mode": "geometric"})
+    states: list[dict[str, Any]] = []
+    result = fit(config, CPU, lambda e, m: None, on_checkpoint=lambda e, s: states.append(s))
+    assert result.epochs_run == 2 and result.train_samples == 8
+    scales = sorted({g["lr_scale"] for g in states[1]["optimizer"]["param_groups"]})
+    assert scales == pytest.approx([0.333**k for k in range(5, -1, -1)])  # stem ... fc

@@ -37,6 +37,8 @@ class BatchTransform:
         self.mean = None if mean is None else torch.tensor(mean, device=device).view(1, -1, 1, 1)
         self.std = None if std is None else torch.tensor(std, device=device).view(1, -1, 1, 1)
         self.generator = torch.Generator(device=device)
+        self.yiq = _YIQ.to(device)
+        self.yiq_inv = torch.linalg.inv(_YIQ).to(device)
 
     def reseed(self, seed: int) -> None:
         self.generator.manual_seed(seed)
@@ -70,14 +72,13 @@ class BatchTransform:
         if c != 3:
             return x  # saturation and hue need colour
         if j > 0:
-            grey = (x * _YIQ[0].to(x.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
+            grey = (x * self.yiq[0].view(1, 3, 1, 1)).sum(1, keepdim=True)
             x = (x - grey) * self._uniform(n, 1 - j, 1 + j).view(-1, 1, 1, 1) + grey
         if aug.hue > 0:
             angle = self._uniform(n, -aug.hue, aug.hue) * 2 * math.pi
             cos, sin, one, zero = angle.cos(), angle.sin(), torch.ones_like(angle), angle * 0
             rot = torch.stack([one, zero, zero, zero, cos, -sin, zero, sin, cos], 1).view(n, 3, 3)
-            yiq = _YIQ.to(x.device)
-            m = torch.linalg.inv(yiq) @ rot @ yiq  # (n, 3, 3): RGB -> YIQ, rotate, back
+            m = self.yiq_inv @ rot @ self.yiq  # (n, 3, 3): RGB -> YIQ, rotate, back
             x = torch.einsum("nij,njhw->nihw", m, x)
         return x
 

@@ -138,7 +138,7 @@ class TrainConfig(BaseModel):
     cudnn_benchmark: bool = Field(True, description="let cuDNN pick the fastest kernels (CUDA)")
     compile: bool = Field(False, description="torch.compile the model")
     deterministic: bool = Field(
-        False, description="deterministic algorithms (reproducible, slower); seeds everything"
+        False, description="deterministic algorithms: reproducible, slower (CUDA: a few ops warn)"
     )
 
     @field_validator("model")
@@ -161,7 +161,7 @@ class TrainConfig(BaseModel):
         if value == -1:
             return "auto"
         if isinstance(value, int) and not isinstance(value, bool) and value < 1:
-            raise ValueError(f"batch_size must be >= 1, -1 or auto (got {value})")
+            raise ValueError(f"should be greater than or equal to 1, or -1 / auto (got {value})")
         return value
 
     @model_validator(mode="after")

@@ -2,7 +2,8 @@
 
 Parameter groups: each stage of the model (stem ... head, see :func:`hpo.models.parts.stages`)
 gets ``lr_scale``, the share of the head's LR it trains at; biases and normalisation weights
-(1-d tensors) get no weight decay, as is common practice.
+(1-d tensors) get no weight decay, as is common practice (they share their stage's group when
+there is no weight decay at all).
 """
 
 from __future__ import annotations
@@ -50,9 +51,10 @@ def param_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
     by_stage = stages(model) if config.layer_decay < 1 else [list(named)]
     scales = stage_scales(len(by_stage), config.layer_decay, config.layer_decay_mode)
     groups: list[dict[str, Any]] = []
+    splits = config.weight_decay > 0  # without decay one group per stage: fewer kernel launches
     for depth, (names, scale) in enumerate(zip(by_stage, scales, strict=True)):
-        decay = [named[n] for n in names if named[n].ndim > 1]
-        no_decay = [named[n] for n in names if named[n].ndim <= 1]
+        decay = [named[n] for n in names if named[n].ndim > 1 or not splits]
+        no_decay = [named[n] for n in names if named[n].ndim <= 1 and splits]
         for params, wd in ((decay, config.weight_decay), (no_decay, 0.0)):
             if params:
                 groups.append(

@@ -1,7 +1,10 @@
 """Process-wide speed and reproducibility settings for one run, and per-epoch seeds.
 
 ``deterministic: true`` turns on ``torch.use_deterministic_algorithms`` and cuDNN's
-deterministic mode (and off its benchmark); on CUDA, cuBLAS additionally needs
+deterministic mode (and off its benchmark). It runs with ``warn_only``: a few CUDA kernels have
+no deterministic version (the backward of adaptive average pooling, in every model here), and
+an error would make the option useless on GPUs; they warn instead, so a CUDA run is
+reproducible up to those ops, a CPU run exactly. On CUDA, cuBLAS additionally needs
 ``CUBLAS_WORKSPACE_CONFIG`` set before its first use, which the worker process does at start
 (see :data:`CUBLAS_ENV`). Every setting is applied per run, so one trial's choice does not
 leak into the next trial of the same worker.
@@ -26,9 +29,13 @@ def configure(config: TrainConfig, device: torch.device) -> None:
     torch.manual_seed(config.seed)
     if config.deterministic:
         os.environ.setdefault(*CUBLAS_ENV)  # effective only if cuBLAS has not started yet
-    if torch.are_deterministic_algorithms_enabled() != config.deterministic:
+    current = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    if current != (config.deterministic, config.deterministic):
         # Only on change: the call imports torch._inductor, seconds of startup per trial.
-        torch.use_deterministic_algorithms(config.deterministic)
+        torch.use_deterministic_algorithms(config.deterministic, warn_only=config.deterministic)
     torch.backends.cudnn.deterministic = config.deterministic
     # Autotuning picks kernels by timing them, which is not reproducible.
     torch.backends.cudnn.benchmark = (

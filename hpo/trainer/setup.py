@@ -12,7 +12,7 @@ from hpo.models import build_model
 from hpo.models.parts import head_name
 from hpo.trainer import autobatch
 from hpo.trainer.batches import Batches
-from hpo.trainer.config import TrainConfig
+from hpo.trainer.config import METRICS, TrainConfig
 from hpo.trainer.inputs import Inputs, load_inputs, make_batches
 from hpo.trainer.optim import build_optimizer, param_groups, resolve_optimizer
 from hpo.trainer.precision import Precision, resolve_precision
@@ -126,6 +126,8 @@ def prepare(
     train, val = make_batches(inputs, config, batch_size, device, fmt)
     optimizer = build_optimizer(config, param_groups(model, config), optimizer_name)
     metric, direction = monitor or ("val_loss", "minimize")
+    if metric not in METRICS or direction not in ("maximize", "minimize"):
+        raise ValueError(f"cannot monitor {monitor!r}: metric one of {METRICS}, then a direction")
     step = TrainStep(
         model=maybe_compile(model, config),
         optimizer=optimizer,

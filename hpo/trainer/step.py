@@ -39,7 +39,8 @@ class TrainStep:
     params: list[nn.Parameter] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.module = self.module or self.model
+        if self.module is None:
+            self.module = self.model
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
 
 
@@ -77,7 +78,8 @@ def train_one_epoch(
         with step.precision.autocast(step.device):
             logits = step.model(x)
             loss = loss_fn(logits, y)
-        step.scaler.scale(loss * (len(y) / group_size(i))).backward()
+        weight = len(y) / group_size(i)
+        step.scaler.scale(loss if weight == 1.0 else loss * weight).backward()
         if (i + 1) % step.accumulate == 0 or i == n_batches - 1:
             _optimizer_step(step)
         loss_sum += loss.detach() * len(y)
