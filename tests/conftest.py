@@ -82,3 +82,14 @@ def pg_study_count(url: str) -> int:
             return conn.execute(sqlalchemy.text("SELECT count(*) FROM studies")).scalar_one()
     finally:
         engine.dispose()
+
+
+@pytest.fixture
+def one_thread() -> Any:
+    """One torch thread: tiny models run faster without intra-op threads on shared cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

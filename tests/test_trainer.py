@@ -12,6 +12,8 @@ from hpo.models import MODELS, build_model
 from hpo.trainer import TrainConfig, fit
 from hpo.trainer.precision import resolve_precision
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 CPU = torch.device("cpu")
 
 
@@ -97,7 +99,7 @@ def test_datasets_offline() -> None:
     assert len(digits.train) + len(digits.val) == 1797  # type: ignore[arg-type]
     fake = load_data("fake", DataOptions(samples=40, image_size=16, num_classes=3))
     assert fake.image_size == 16 and fake.num_classes == 3
-    assert {"mnist", "fashion_mnist", "cifar10", "imagefolder"} <= set(DATASETS)
+    assert {"mnist", "fashion_mnist", "cifar10", "flowers102", "imagefolder"} <= set(DATASETS)
 
 
 def test_imagefolder_from_tmp_path(tmp_path) -> None:

@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from hpo.data.augment import Augment
+
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
 
@@ -20,6 +22,9 @@ class DataOptions:
     val_fraction: float = 0.2
     num_classes: int | None = None
     samples: int = 512
+    augment: Augment | None = None  # file datasets: augment the train split while decoding
+    raw: bool = False  # file datasets: uint8 samples, normalised later (by the trainer)
+    flowers102_split: str = "large_train"  # or "official"; see hpo.data._files.flowers102
 
 
 @dataclass(frozen=True)
@@ -27,7 +32,8 @@ class DataBundle:
     """A train/validation pair and the shape facts a model needs.
 
     ``in_memory`` datasets are ``TensorDataset``s of ready tensors: the trainer may move them to
-    the device whole and slice batches there, with no DataLoader per batch.
+    the device whole and slice batches there, with no DataLoader per batch. ``mean``/``std`` are
+    set when the samples are raw uint8 (``DataOptions.raw``): the consumer normalises with them.
     """
 
     train: Dataset
@@ -36,6 +42,8 @@ class DataBundle:
     in_channels: int
     image_size: int
     in_memory: bool
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
 
 
 def _digits(opts: DataOptions) -> DataBundle:
@@ -56,6 +64,12 @@ def _imagefolder(opts: DataOptions) -> DataBundle:
     return _files.imagefolder(opts)
 
 
+def _flowers102(opts: DataOptions) -> DataBundle:
+    from hpo.data import _files
+
+    return _files.flowers102(opts)
+
+
 def _torchvision(name: str) -> Callable[[DataOptions], DataBundle]:
     def build(opts: DataOptions) -> DataBundle:
         from hpo.data import _files
@@ -72,6 +86,7 @@ DATASETS: dict[str, Callable[[DataOptions], DataBundle]] = {
     "mnist": _torchvision("MNIST"),
     "fashion_mnist": _torchvision("FashionMNIST"),
     "cifar10": _torchvision("CIFAR10"),
+    "flowers102": _flowers102,
 }
 
 

@@ -1,6 +1,7 @@
 """Model registry: name -> builder of an ``nn.Module`` with the right head and input channels.
 
-Builders import torch lazily so that reading the registry (spec validation) stays cheap.
+Builders import torch lazily so that reading the registry (spec validation) stays cheap. The
+helpers in ``hpo.models.parts`` find a model's head and its stages (freezing, layer decay).
 """
 
 from __future__ import annotations

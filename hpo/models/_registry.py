@@ -14,10 +14,17 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """How to build a model, and the smallest image side it accepts."""
+    """How to build a model, the smallest image side it accepts, and its published weights."""
 
     builder: Callable[[int, int, int], nn.Module]  # (num_classes, in_channels, image_size)
     min_size: int
+    weights: str | None = None  # torchvision model name whose default weights fit, if any
+    transformer: bool = False  # trained with AdamW by convention (optimizer: auto)
+    conv: bool = True  # a convolutional net (channels_last helps it on CUDA)
+
+    @property
+    def has_weights(self) -> bool:
+        return self.weights is not None
 
 
 def _cnn(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
@@ -26,20 +33,54 @@ def _cnn(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
     return SmallCNN(num_classes, in_channels)
 
 
+def _tv(name: str, builder: Callable[[int, int, int], nn.Module], min_size: int) -> ModelEntry:
+    return ModelEntry(builder, min_size, weights=name)
+
+
 MODELS: dict[str, ModelEntry] = {
     "cnn": ModelEntry(_cnn, min_size=4),
-    "resnet18": ModelEntry(_torchvision.resnet("resnet18"), min_size=8),
-    "resnet34": ModelEntry(_torchvision.resnet("resnet34"), min_size=8),
-    "resnet50": ModelEntry(_torchvision.resnet("resnet50"), min_size=8),
-    "mobilenet_v3_small": ModelEntry(_torchvision.classifier("mobilenet_v3_small"), min_size=32),
-    "efficientnet_b0": ModelEntry(_torchvision.classifier("efficientnet_b0"), min_size=32),
-    "vgg11_bn": ModelEntry(_torchvision.classifier("vgg11_bn"), min_size=32),
+    "resnet18": _tv("resnet18", _torchvision.resnet("resnet18"), 8),
+    "resnet34": _tv("resnet34", _torchvision.resnet("resnet34"), 8),
+    "resnet50": _tv("resnet50", _torchvision.resnet("resnet50"), 8),
+    "mobilenet_v3_small": _tv(
+        "mobilenet_v3_small", _torchvision.classifier("mobilenet_v3_small"), 32
+    ),
+    "efficientnet_b0": _tv("efficientnet_b0", _torchvision.classifier("efficientnet_b0"), 32),
+    "vgg11_bn": _tv("vgg11_bn", _torchvision.classifier("vgg11_bn"), 32),
+    "convnext_tiny": ModelEntry(
+        _torchvision.classifier("convnext_tiny"), 32, weights="convnext_tiny", transformer=True
+    ),
+    "vit_b_16": ModelEntry(
+        _torchvision.vit("vit_b_16"), 32, weights="vit_b_16", transformer=True, conv=False
+    ),
 }
 
 
-def build_model(name: str, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
-    """Build model ``name`` for ``num_classes`` outputs on ``in_channels`` x image_size² inputs."""
+def build_model(
+    name: str,
+    num_classes: int,
+    in_channels: int,
+    image_size: int,
+    *,
+    pretrained: bool | str = False,
+    download: bool = False,
+    dropout: float | None = None,
+) -> nn.Module:
+    """Build model ``name`` for ``num_classes`` outputs on ``in_channels`` x image_size² inputs.
+
+    With ``pretrained`` the weights load from the hub cache (``True``) or a file (a path), except
+    the new head; ``dropout`` sets (or inserts) the dropout right before the head.
+    """
     entry = MODELS[name]
     if image_size < entry.min_size:
         raise ValueError(f"model {name} needs images of at least {entry.min_size}px")
-    return entry.builder(num_classes, in_channels, image_size)
+    model = entry.builder(num_classes, in_channels, image_size)
+    if pretrained:
+        from hpo.models._pretrained import load_pretrained
+
+        load_pretrained(model, name, entry.weights, pretrained, download)
+    if dropout is not None:
+        from hpo.models.parts import set_dropout
+
+        set_dropout(model, dropout)
+    return model

@@ -68,3 +68,20 @@ def classifier(name: str) -> Callable[[int, int, int], nn.Module]:
         return model
 
     return build
+
+
+def vit(name: str, patch: int = 16) -> Callable[[int, int, int], nn.Module]:
+    """Builder for a torchvision ViT at ``image_size`` (a multiple of the patch size)."""
+
+    def build(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
+        import torchvision
+
+        if image_size % patch:
+            raise ValueError(f"model {name} needs an image_size that is a multiple of {patch}")
+        model = getattr(torchvision.models, name)(
+            weights=None, num_classes=num_classes, image_size=image_size
+        )
+        model.conv_proj = _first_conv(model.conv_proj, in_channels)
+        return model
+
+    return build

@@ -1,4 +1,4 @@
-"""The trainer: ``fit(config, device, on_epoch) -> TrainResult``. It knows nothing of Optuna.
+"""The trainer: ``fit(config, device, on_epoch, ...) -> TrainResult``. It knows nothing of Optuna.
 
 ``fit`` and ``TrainResult`` import torch, so they load on first use: reading a study spec
 (which embeds :class:`TrainConfig`) stays free of the torch import.
@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any
 from hpo.trainer.config import METRICS, TrainConfig
 
 if TYPE_CHECKING:
-    from hpo.trainer.loop import EpochCallback, TrainResult, fit
+    from hpo.trainer.loop import CheckpointCallback, EpochCallback, TrainResult, fit
 
-__all__ = ["METRICS", "EpochCallback", "TrainConfig", "TrainResult", "fit"]
+__all__ = ["METRICS", "CheckpointCallback", "EpochCallback", "TrainConfig", "TrainResult", "fit"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("EpochCallback", "TrainResult", "fit"):
+    if name in ("CheckpointCallback", "EpochCallback", "TrainResult", "fit"):
         from hpo.trainer import loop
 
         return getattr(loop, name)

@@ -1,28 +1,52 @@
-"""Batches for one epoch: sliced from tensors already on the device, or from a DataLoader."""
+"""Batches for one epoch: sliced from tensors (on the device or in RAM), or from a DataLoader.
+
+Both kinds reseed their random streams from (seed, epoch) in :meth:`set_epoch`, so the order
+and augmentation of epoch k do not depend on what ran before (a resumed run sees the same).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+
+from hpo.data.batch_augment import BatchTransform
+from hpo.trainer.runtime import epoch_seed
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 @dataclass
 class TensorBatches:
-    """An in-memory dataset moved to the device once; each epoch is a shuffled slicing."""
+    """Batches sliced from tensors: on the device (no copy per batch) or in (pinned) RAM.
+
+    ``transform`` turns uint8 into normalised floats and, for the train split, augments on
+    the device.
+    """
 
     x: torch.Tensor
     y: torch.Tensor
     batch_size: int
     shuffle: bool
-    generator: torch.Generator
+    device: torch.device
+    transform: BatchTransform
+    seed: int = 0
+    train: bool = False
+    memory_format: torch.memory_format = torch.contiguous_format
+    generator: torch.Generator = field(default_factory=torch.Generator)
 
     def __len__(self) -> int:
         return len(self.x)
+
+    @property
+    def num_batches(self) -> int:
+        return -(-len(self.x) // self.batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.generator.manual_seed(epoch_seed(self.seed, epoch, 0))
+        self.transform.reseed(epoch_seed(self.seed, epoch, 1))
 
     def __iter__(self) -> Iterator[Batch]:
         n = len(self.x)
@@ -30,27 +54,52 @@ class TensorBatches:
             order = torch.randperm(n, generator=self.generator).to(self.x.device)
         else:
             order = torch.arange(n, device=self.x.device)
+        copy = self.x.device != self.device
         for start in range(0, n, self.batch_size):
             idx = order[start : start + self.batch_size]
-            yield self.x[idx], self.y[idx]
+            x, y = self.x[idx], self.y[idx]
+            if copy:  # RAM cache: pinned staging so the copy overlaps with compute
+                pin = self.device.type == "cuda"
+                x = (x.pin_memory() if pin else x).to(self.device, non_blocking=pin)
+                y = (y.pin_memory() if pin else y).to(self.device, non_blocking=pin)
+            x = self.transform(x, train=self.train)
+            yield x.contiguous(memory_format=self.memory_format), y
 
 
 @dataclass
 class LoaderBatches:
-    """A DataLoader whose batches are copied to the device without blocking the host."""
+    """A DataLoader (decoding and augmenting in workers), batches copied without blocking."""
 
     loader: DataLoader
     device: torch.device
+    seed: int = 0
+    memory_format: torch.memory_format = torch.contiguous_format
 
     def __len__(self) -> int:
         return len(self.loader.dataset)  # type: ignore[arg-type]
 
+    @property
+    def num_batches(self) -> int:
+        return len(self.loader)
+
+    @property
+    def batch_size(self) -> int:
+        return self.loader.batch_size or 1
+
+    def set_epoch(self, epoch: int) -> None:
+        # The sampler's order and the workers' base seed are both drawn from this generator.
+        assert self.loader.generator is not None
+        self.loader.generator.manual_seed(epoch_seed(self.seed, epoch, 0))
+
     def __iter__(self) -> Iterator[Batch]:
         for x, y in self.loader:
             yield (
-                x.to(self.device, non_blocking=True),
+                x.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format),
                 y.to(self.device, non_blocking=True),
             )
+
+
+Batches = TensorBatches | LoaderBatches
 
 
 def subset(ds: Dataset, fraction: float, seed: int) -> Dataset:
@@ -65,7 +114,7 @@ def subset(ds: Dataset, fraction: float, seed: int) -> Dataset:
     return Subset(ds, order.tolist())
 
 
-def make_batches(
+def loader_batches(
     ds: Dataset,
     batch_size: int,
     device: torch.device,
@@ -73,19 +122,16 @@ def make_batches(
     shuffle: bool,
     seed: int,
     num_workers: int,
-) -> TensorBatches | LoaderBatches:
-    """Batches of ``ds`` on ``device``; tensor datasets skip the DataLoader entirely."""
-    if isinstance(ds, TensorDataset):
-        x, y = (t.to(device) for t in ds.tensors)
-        gen = torch.Generator().manual_seed(seed)
-        return TensorBatches(x, y, batch_size, shuffle, gen)
+    persistent: bool,
+) -> LoaderBatches:
+    """Batches of a file dataset through a DataLoader (pinned memory on CUDA)."""
     loader = DataLoader(
         ds,
         batch_size=batch_size,
         shuffle=shuffle,
         num_workers=num_workers,
         pin_memory=device.type == "cuda",
-        persistent_workers=num_workers > 0,
-        generator=torch.Generator().manual_seed(seed),
+        persistent_workers=persistent and num_workers > 0,
+        generator=torch.Generator(),
     )
-    return LoaderBatches(loader, device)
+    return LoaderBatches(loader, device, seed)

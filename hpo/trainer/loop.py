@@ -1,7 +1,8 @@
-"""The training loop: ``fit`` runs epochs of ``train_one_epoch`` + ``validate``.
+"""The training run: ``fit`` sets up a :class:`Run` and runs epochs of train + validate.
 
 After each epoch ``on_epoch(epoch, metrics)`` is called; it may raise to stop the run (the
-worker raises ``optuna.TrialPruned`` there), and the exception propagates to the caller.
+worker raises ``optuna.TrialPruned`` there), and the exception propagates to the caller. Early
+stopping (``patience``) ends the run normally, with ``TrainResult.stopped_early`` set.
 """
 
 from __future__ import annotations
@@ -11,24 +12,26 @@ import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
-from torch import nn
 
-from hpo.data import DataBundle, DataOptions, load_data
-from hpo.errors import Interrupted, NonFiniteLossError
-from hpo.models import MODELS, build_model
-from hpo.trainer.batches import LoaderBatches, TensorBatches, make_batches, subset
+from hpo.errors import NonFiniteLossError
+from hpo.trainer import checkpoint
 from hpo.trainer.config import TrainConfig
-from hpo.trainer.optim import build_optimizer
-from hpo.trainer.precision import Precision, resolve_precision
+from hpo.trainer.inputs import data_options
+from hpo.trainer.setup import Run, prepare
+from hpo.trainer.step import train_one_epoch, validate
+
+__all__ = ["CheckpointCallback", "EpochCallback", "TrainResult", "data_options", "fit"]
 
 EpochCallback = Callable[[int, dict[str, float]], None]
+CheckpointCallback = Callable[[int, dict[str, Any]], None]
 
 
 @dataclass
 class TrainResult:
-    """What a finished run measured: the per-epoch metrics and its speed and memory."""
+    """What a finished run measured: per-epoch metrics, how it ended, its speed and memory."""
 
     history: list[dict[str, float]] = field(default_factory=list)
     device_name: str = "cpu"
@@ -36,6 +39,11 @@ class TrainResult:
     seconds: float = 0.0
     train_seconds: float = 0.0
     peak_memory_mb: float = 0.0
+    batch_size: int = 0  # the micro-batch size used (resolved when ``auto``)
+    optimizer: str = ""  # the optimizer used (resolved when ``auto``)
+    stopped_early: bool = False  # ended by ``patience``, not by running out of epochs
+    best_epoch: int = 0  # the epoch with the best monitored metric (1-based)
+    best_value: float = math.nan
 
     @property
     def epochs_run(self) -> int:
@@ -52,87 +60,57 @@ class TrainResult:
         )
 
 
-def data_options(config: TrainConfig, image_size: int | None) -> DataOptions:
-    """The dataset builder's options for ``config`` (shared with the dispatcher's prepare step)."""
-    return DataOptions(
-        data_dir=config.data_dir,
-        download=config.download,
-        image_size=image_size,
-        val_fraction=config.val_fraction,
-        num_classes=config.num_classes,
-        samples=config.fake_samples,
-    )
-
-
-def _load(config: TrainConfig) -> DataBundle:
-    data = load_data(config.dataset, data_options(config, config.image_size))
-    min_size = MODELS[config.model].min_size
-    if data.image_size < min_size:  # upscale tiny images (8px digits) for models that need more
-        data = load_data(config.dataset, data_options(config, min_size))
-    return data
-
-
-def train_one_epoch(
-    model: nn.Module,
-    batches: TensorBatches | LoaderBatches,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
-    precision: Precision,
-    device: torch.device,
-    should_stop: Callable[[], bool] = lambda: False,
-) -> dict[str, float]:
-    """One pass over the training batches; metrics are summed on the device, read once.
-
-    ``should_stop`` is polled before every batch (a host-side flag, no device sync) and raises
-    :class:`Interrupted` so a preempted node stops within one batch.
-    """
-    model.train()
-    loss_fn = nn.CrossEntropyLoss()
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    count = 0
-    for x, y in batches:
-        if should_stop():
-            raise Interrupted("stop requested during training")
-        with precision.autocast(device):
-            logits = model(x)
-            loss = loss_fn(logits, y)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        loss_sum += loss.detach() * len(y)
-        correct += (logits.argmax(1) == y).sum()
-        count += len(y)
-    return {"train_loss": loss_sum.item() / count, "train_accuracy": correct.item() / count}
-
-
-@torch.no_grad()
-def validate(
-    model: nn.Module,
-    batches: TensorBatches | LoaderBatches,
-    precision: Precision,
-    device: torch.device,
-) -> dict[str, float]:
-    """Loss and accuracy on the validation batches, without augmentation or gradients."""
-    model.eval()
-    loss_fn = nn.CrossEntropyLoss(reduction="sum")
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    count = 0
-    for x, y in batches:
-        with precision.autocast(device):
-            logits = model(x)
-        loss_sum += loss_fn(logits.float(), y)
-        correct += (logits.argmax(1) == y).sum()
-        count += len(y)
-    return {"val_loss": loss_sum.item() / count, "val_accuracy": correct.item() / count}
-
-
 def _peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _run_epoch(
+    run: Run, epoch: int, should_stop: Callable[[], bool]
+) -> tuple[dict[str, float], float]:
+    run.enter_epoch(epoch)
+    for batches in (run.train, run.val):
+        batches.set_epoch(epoch)
+    t0 = time.perf_counter()
+    metrics = train_one_epoch(run.step, run.train, should_stop)
+    seconds = time.perf_counter() - t0
+    if not math.isfinite(metrics["train_loss"]):
+        raise NonFiniteLossError(epoch)
+    metrics.update(validate(run.step.model, run.val, run.precision, run.device))
+    return metrics, seconds
+
+
+def state_dict(run: Run, epoch: int, history: list[dict[str, float]]) -> dict[str, Any]:
+    """Everything needed to continue ``run`` after ``epoch``, as CPU copies."""
+    return checkpoint.snapshot(
+        {
+            "format": checkpoint.FORMAT,
+            "epoch": epoch,
+            "model": run.model.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "scheduler": {"phase": run.phase.index, **run.schedule.state_dict()},
+            "scaler": run.step.scaler.state_dict(),
+            "rng": checkpoint.rng_state(),
+            "early_stopping": run.stopper.state_dict(),
+            "history": history,
+            "batch_size": run.batch_size,
+        }
+    )
+
+
+def _restore(run: Run, state: dict[str, Any]) -> int:
+    """Load ``state`` into ``run``; returns the epoch it was taken after."""
+    checkpoint.check_format(state)
+    epoch = int(state["epoch"])
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.enter_epoch(epoch)  # the phase (frozen or not) and its schedule as they were
+    run.schedule.load_state_dict(state["scheduler"])
+    run.step.scaler.load_state_dict(state["scaler"])
+    run.stopper.load_state_dict(state["early_stopping"])
+    checkpoint.set_rng_state(state["rng"])
+    return epoch
 
 
 def fit(
@@ -140,46 +118,54 @@ def fit(
     device: torch.device,
     on_epoch: EpochCallback,
     should_stop: Callable[[], bool] = lambda: False,
+    *,
+    monitor: tuple[str, str] | None = None,
+    resume: dict[str, Any] | None = None,
+    on_checkpoint: CheckpointCallback | None = None,
 ) -> TrainResult:
-    """Train ``config`` on ``device`` for ``config.epochs`` epochs, calling ``on_epoch`` after each.
+    """Train ``config`` on ``device``, calling ``on_epoch`` (and ``on_checkpoint``) after each.
+
+    Args:
+        monitor: (metric, "maximize" | "minimize") that early stopping and ``best_epoch``
+            follow; default ``("val_loss", "minimize")``. The worker passes the study's metric.
+        resume: a state from ``on_checkpoint``: continue after its epoch, as if never stopped
+            (bit-for-bit with ``deterministic: true``).
+        on_checkpoint: called with (epoch, state) after every epoch, before ``on_epoch``;
+            ``state`` holds CPU copies (model, optimizer, schedule, scaler, RNG, early
+            stopping, history) and can be saved with ``torch.save``.
 
     Raises:
         NonFiniteLossError: the training loss became NaN or infinite.
         Interrupted: ``should_stop()`` turned true.
     """
-    torch.manual_seed(config.seed)
-    data = _load(config)
-    train_ds = subset(data.train, config.fraction, config.seed)
-    kw = {"device": device, "seed": config.seed, "num_workers": config.num_workers}
-    train = make_batches(train_ds, config.batch_size, shuffle=True, **kw)  # type: ignore[arg-type]
-    val = make_batches(data.val, config.batch_size, shuffle=False, **kw)  # type: ignore[arg-type]
-    model = build_model(config.model, data.num_classes, data.in_channels, data.image_size)
-    model.to(device)
-    optimizer = build_optimizer(config, model.parameters())
-    precision = resolve_precision(config, device)
-    scaler = precision.scaler(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    run = prepare(config, device, monitor, batch_size=resume["batch_size"] if resume else None)
+    history: list[dict[str, float]] = list(resume["history"]) if resume else []
+    start = _restore(run, resume) + 1 if resume else 1
     result = TrainResult(
+        history=history,
         device_name=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        train_samples=len(train),
+        train_samples=len(run.train),
+        batch_size=run.batch_size,
+        optimizer=run.optimizer_name,
     )
     started = time.perf_counter()
-    for epoch in range(1, config.epochs + 1):
-        t0 = time.perf_counter()
-        metrics = train_one_epoch(model, train, optimizer, scaler, precision, device, should_stop)
-        epoch_seconds = time.perf_counter() - t0
-        result.train_seconds += epoch_seconds
-        if not math.isfinite(metrics["train_loss"]):
-            raise NonFiniteLossError(epoch)
-        metrics.update(validate(model, val, precision, device))
-        result.history.append(metrics)
+    for epoch in range(start, config.epochs + 1):
+        if run.stopper.stopped:
+            break
+        metrics, seconds = _run_epoch(run, epoch, should_stop)
+        history.append(metrics)
+        result.train_seconds += seconds
         result.seconds = time.perf_counter() - started
         result.peak_memory_mb = _peak_memory_mb(device)
+        run.stopper.update(epoch, metrics)
+        if on_checkpoint is not None:
+            on_checkpoint(epoch, state_dict(run, epoch, history))
         # Speed and memory ride along with the metrics so that a pruned trial records them too.
         perf = {
-            "samples_per_second": len(train) / epoch_seconds,
+            "samples_per_second": len(run.train) / seconds,
             "peak_memory_mb": result.peak_memory_mb,
         }
         on_epoch(epoch, {**metrics, **perf})
+    result.stopped_early = run.stopper.stopped
+    result.best_epoch, result.best_value = run.stopper.best_epoch, run.stopper.best_value
     return result

@@ -39,6 +39,11 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     spec = StudySpec.model_validate_json(sys.stdin.read())
+    if spec.objective is None and (spec.train.deterministic or "deterministic" in spec.space):
+        from hpo.trainer.runtime import CUBLAS_ENV
+
+        # cuBLAS reads this once, when CUDA starts in this process: before the first trial.
+        os.environ.setdefault(*CUBLAS_ENV)
     stop = threading.Event()
     # Ctrl-C (forwarded by the supervisor) and SIGTERM (preemption, scancel, pod eviction) only
     # set a flag: the trainer stops at the next batch, never in the middle of a storage call.

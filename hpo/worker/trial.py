@@ -105,7 +105,17 @@ def _train(params: dict[str, Any], spec: StudySpec, device: str, progress: _Prog
     from hpo.trainer import fit
 
     config = TrainConfig.model_validate({**spec.train.model_dump(), **params})
-    fit(config, torch.device(device), progress.on_epoch, should_stop=progress.stop.is_set)
+    result = fit(
+        config,
+        torch.device(device),
+        progress.on_epoch,
+        should_stop=progress.stop.is_set,
+        monitor=(spec.metric.name, spec.metric.direction),
+    )
+    # Early stopping (patience) ends a trial normally: it completes with its best/last value.
+    progress.attrs.update(early_stopped=result.stopped_early, best_epoch=result.best_epoch)
+    if config.batch_size == "auto":
+        progress.attrs["batch_size"] = result.batch_size
     return progress.final_value()
 
 

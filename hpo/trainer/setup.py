@@ -1,0 +1,161 @@
+"""Everything one run builds before its first epoch, and the phase switch between epochs."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from hpo.models import build_model
+from hpo.models.parts import head_name
+from hpo.trainer import autobatch
+from hpo.trainer.batches import Batches
+from hpo.trainer.config import METRICS, TrainConfig
+from hpo.trainer.inputs import Inputs, load_inputs, make_batches
+from hpo.trainer.optim import build_optimizer, param_groups, resolve_optimizer
+from hpo.trainer.precision import Precision, resolve_precision
+from hpo.trainer.runtime import channels_last, configure, maybe_compile
+from hpo.trainer.schedule import Schedule
+from hpo.trainer.step import TrainStep
+from hpo.trainer.stopping import EarlyStopping
+from hpo.trainer.transfer import FROZEN, Phase, phase_of, set_backbone_trainable
+
+
+@dataclass
+class Run:
+    """One run's model, data, optimizer and state between epochs."""
+
+    config: TrainConfig
+    device: torch.device
+    model: nn.Module  # the module that owns the weights (uncompiled)
+    head: str
+    train: Batches
+    val: Batches
+    optimizer: torch.optim.Optimizer
+    optimizer_name: str
+    precision: Precision
+    step: TrainStep
+    stopper: EarlyStopping
+    batch_size: int
+    phase: Phase
+
+    @property
+    def schedule(self) -> Schedule:
+        return self.step.schedule
+
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.train.num_batches / self.config.accumulate)
+
+    def enter_epoch(self, epoch: int) -> None:
+        """Switch phase (freeze / unfreeze, new schedule) when ``epoch`` starts a new one."""
+        phase = phase_of(self.config, epoch)
+        if phase == self.phase:
+            return
+        self.phase = phase
+        frozen = phase.index == FROZEN
+        set_backbone_trainable(self.model, self.head, not frozen)
+        self.step.frozen_head = self.head if frozen else None
+        self.step.schedule = _schedule(self.config, phase, self.steps_per_epoch())
+        self.step.schedule.apply(self.optimizer)
+
+
+def _schedule(config: TrainConfig, phase: Phase, steps_per_epoch: int) -> Schedule:
+    return Schedule(
+        kind=config.schedule,
+        peak=phase.peak_lr,
+        lrf=config.lrf,
+        total=phase.epochs * steps_per_epoch,
+        warmup=round(config.warmup_epochs * steps_per_epoch),
+    )
+
+
+def _build_model(config: TrainConfig, inputs: Inputs, device: torch.device) -> nn.Module:
+    data = inputs.data
+    model = build_model(
+        config.model,
+        data.num_classes,
+        data.in_channels,
+        data.image_size,
+        pretrained=config.pretrained,
+        download=config.download,
+        dropout=config.dropout,
+    )
+    fmt = torch.channels_last if channels_last(config, device) else torch.contiguous_format
+    return model.to(device).to(memory_format=fmt)
+
+
+def _batch_size(
+    config: TrainConfig,
+    model: nn.Module,
+    inputs: Inputs,
+    precision: Precision,
+    optimizer_name: str,
+    device: torch.device,
+) -> int:
+    if config.batch_size != "auto":
+        return config.batch_size
+    key = (
+        config.model,
+        inputs.sample_shape,
+        inputs.data.num_classes,
+        precision,
+        optimizer_name,
+        channels_last(config, device),
+        config.compile,
+    )
+    probe = autobatch.probe_for(model, config, optimizer_name, inputs, precision, device)
+    return autobatch.resolve_batch_size(key, device, len(inputs.train), probe)  # type: ignore[arg-type]
+
+
+def prepare(
+    config: TrainConfig,
+    device: torch.device,
+    monitor: tuple[str, str] | None,
+    batch_size: int | None = None,
+) -> Run:
+    """Seed, load data, build the model and the optimizer; ``batch_size`` overrides auto."""
+    configure(config, device)
+    inputs = load_inputs(config, device)
+    model = _build_model(config, inputs, device)
+    precision = resolve_precision(config, device)
+    optimizer_name = resolve_optimizer(config, len(inputs.train))  # type: ignore[arg-type]
+    batch_size = batch_size or _batch_size(config, model, inputs, precision, optimizer_name, device)
+    fmt = torch.channels_last if channels_last(config, device) else torch.contiguous_format
+    train, val = make_batches(inputs, config, batch_size, device, fmt)
+    optimizer = build_optimizer(config, param_groups(model, config), optimizer_name)
+    metric, direction = monitor or ("val_loss", "minimize")
+    if metric not in METRICS or direction not in ("maximize", "minimize"):
+        raise ValueError(f"cannot monitor {monitor!r}: metric one of {METRICS}, then a direction")
+    step = TrainStep(
+        model=maybe_compile(model, config),
+        optimizer=optimizer,
+        scaler=precision.scaler(device),
+        precision=precision,
+        device=device,
+        schedule=Schedule("constant", config.lr, 1.0, 1),  # replaced by the first phase's
+        accumulate=config.accumulate,
+        clip_grad_norm=config.clip_grad_norm,
+        label_smoothing=config.label_smoothing,
+        module=model,
+    )
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    run = Run(
+        config=config,
+        device=device,
+        model=model,
+        head=head_name(model),
+        train=train,
+        val=val,
+        optimizer=optimizer,
+        optimizer_name=optimizer_name,
+        precision=precision,
+        step=step,
+        stopper=EarlyStopping(metric, direction, config.patience, config.min_delta),
+        batch_size=batch_size,
+        phase=Phase(0, 0, 0, 0.0),
+    )
+    run.enter_epoch(1)
+    return run
