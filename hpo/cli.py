@@ -119,6 +119,10 @@ def run(
     gpus: Annotated[str | None, typer.Option("--gpus", help="'all' or ids like 0,1")] = None,
     device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda")] = "auto",
     logs_dir: Annotated[Path, typer.Option("--logs-dir", help="worker logs")] = Path("hpo-logs"),
+    artifacts: Annotated[
+        str | None,
+        typer.Option("--artifacts", help="checkpoint/artifact store: a shared path or s3://bucket"),
+    ] = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Create (or join) the study and run trials until its budget or timeout is spent."""
@@ -135,6 +139,7 @@ def run(
         device=device,
         logs_dir=logs_dir,
         source=str(spec_path),
+        artifacts=artifacts,
     )
     progress = make_progress(out)
     try:
@@ -233,9 +238,15 @@ def best(
     storage: StorageOpt = None,
     study_name: NameOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    download: Annotated[
+        Path | None, typer.Option("--download", help="fetch the best trial's weights into DIR")
+    ] = None,
+    artifacts: Annotated[
+        str | None, typer.Option("--artifacts", help="artifact store (default: the spec's)")
+    ] = None,
     verbose: VerboseOpt = False,
 ) -> None:
-    """The best trial's value and parameters."""
+    """The best trial's value and parameters (and, with --download, its model weights)."""
     spec, study = _open(spec_path, storage, study_name)
     try:
         trial = study.best_trial
@@ -250,6 +261,14 @@ def best(
         "params": trial.params,
         "user_attrs": trial.user_attrs,
     }
+    if download is not None:
+        from hpo.study.artifacts import download_best, open_store, resolve_artifacts
+
+        store = open_store(resolve_artifacts(artifacts, spec.artifacts.path))
+        record["weights"] = str(download_best(study, trial, store, download))
+        err.print(
+            f"best model of trial {trial.number} written to {record['weights']}", highlight=False
+        )
     if as_json:
         sys.stdout.write(json.dumps(record, indent=2, default=str) + "\n")
     else:

@@ -27,6 +27,7 @@ from hpo.study import (
     requeue,
     snapshot,
 )
+from hpo.study.artifacts import ENV_ARTIFACTS
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class RunOptions:
     device: str = "auto"
     logs_dir: Path = Path("hpo-logs")
     source: str = "spec"  # the spec's file name, for error messages
+    artifacts: str | None = None  # --artifacts: checkpoints and best models
     node: str = field(default_factory=socket.gethostname)
 
 
@@ -121,6 +123,7 @@ def run_study(spec: StudySpec, options: RunOptions, observer: Observer) -> RunRe
         options.logs_dir,
         observer.event,
         on_exit=lambda pid, code: _release_orphans(handle, spec, options.node, pid, code),
+        env={ENV_ARTIFACTS: options.artifacts} if options.artifacts else None,
     )
     previous = signal.signal(signal.SIGTERM, lambda *_: sup.preempt())
     ticker = _Ticker(handle, observer)

@@ -50,7 +50,9 @@ class Supervisor:
         logs_dir: Path,
         on_event: OnEvent,
         on_exit: Callable[[int, int], None] = lambda pid, code: None,
+        env: dict[str, str] | None = None,
     ) -> None:
+        self.extra_env = env or {}  # e.g. HPO_ARTIFACTS from --artifacts
         self.on_exit = on_exit  # (pid, exit code) of each worker process that ended
         self.plans, self.spec_json, self.storage_url = plans, spec_json, storage_url
         self.node, self.deadline, self.logs_dir, self.on_event = node, deadline, logs_dir, on_event
@@ -77,7 +79,13 @@ class Supervisor:
         ]
         if self.deadline is not None:
             cmd += ["--deadline", repr(self.deadline)]
-        env = {**os.environ, **plan.env(), "HPO_STORAGE": self.storage_url, "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            **self.extra_env,
+            **plan.env(),
+            "HPO_STORAGE": self.storage_url,
+            "PYTHONUNBUFFERED": "1",
+        }
         with open(log_path, "a") as err:
             # A session of its own: a terminal's Ctrl-C reaches only this supervisor, which
             # forwards it once, so a worker is never interrupted twice mid-cleanup.

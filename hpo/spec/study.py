@@ -92,6 +92,10 @@ class RetrySpec(_Frozen):
     max_retries: int = Field(2, ge=0, description="re-runs of a trial whose worker died")
     heartbeat_interval: int = Field(10, ge=1, description="seconds between heartbeats")
     grace_period: int = Field(60, ge=2, description="seconds without heartbeat before failing")
+    on_oom: Literal["accumulate", "fail"] = Field(
+        "accumulate",
+        description="after out-of-memory: restart with the same effective batch in micro-batches",
+    )
     storage_outage: float = Field(
         300, gt=0, description="seconds workers retry a lost database before exiting 1"
     )

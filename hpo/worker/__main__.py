@@ -14,6 +14,7 @@ from typing import Any
 from hpo.errors import HpoError
 from hpo.spec import StudySpec
 from hpo.study import ENV_STORAGE, quiet_optuna
+from hpo.study.artifacts import ENV_ARTIFACTS
 from hpo.worker.loop import WorkerContext, run_worker
 
 
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         node=args.node,
         device=args.device,
         deadline=args.deadline,
+        artifacts=os.environ.get(ENV_ARTIFACTS),
     )
     try:
         return run_worker(ctx, stop, _emit)

@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 
 from hpo.spec import StudySpec
 from hpo.study import load, next_trial
+from hpo.study.artifacts import TrialFiles, open_store, root_number
 from hpo.study.storage import retry_callback
 from hpo.worker.trial import Emit, TrialOutcome, run_trial
 
@@ -31,6 +32,7 @@ class WorkerContext:
     node: str = "localhost"
     device: str = "cpu"
     deadline: float | None = None  # time.time() after which no new trial starts
+    artifacts: str | None = None  # artifact store location; default: the spec's artifacts.path
 
 
 def _record_start(trial: optuna.Trial, ctx: WorkerContext, device_name: str) -> None:
@@ -44,24 +46,54 @@ def _record_start(trial: optuna.Trial, ctx: WorkerContext, device_name: str) -> 
 
 
 def _finish_or_skip(
-    study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome, ctx: WorkerContext
+    study: optuna.Study,
+    trial: optuna.Trial,
+    outcome: TrialOutcome,
+    ctx: WorkerContext,
+    files: TrialFiles,
+    key: int,
 ) -> None:
     try:
-        _finish(study, trial, outcome, ctx)
+        _finish(study, trial, outcome, ctx, files, key)
     except UpdateFinishedTrialError:
         # Another worker failed this trial as stale (its heartbeat lapsed, e.g. during a
         # database outage) and enqueued its retry; the retry will run it again.
         log.warning("trial %d was already failed as stale; its retry will run", trial.number)
 
 
+def _store_files(
+    trial: optuna.Trial, outcome: TrialOutcome, ctx: WorkerContext, files: TrialFiles, key: int
+) -> None:
+    """Upload the best model of a completed (or, if asked, pruned) trial; drop its checkpoint
+    unless a retry will resume from it."""
+    keep = outcome.state == TrialState.COMPLETE or (
+        outcome.state == TrialState.PRUNED and ctx.spec.artifacts.keep_pruned
+    )
+    if keep and outcome.best_model is not None:
+        payload = {**outcome.best_model, "params": trial.params, "train": _train_dict(trial, ctx)}
+        files.upload_best(trial, payload)
+    if not outcome.interrupted:
+        files.drop_checkpoint(key)
+
+
+def _train_dict(trial: optuna.Trial, ctx: WorkerContext) -> dict[str, object]:
+    return {**ctx.spec.train.model_dump(mode="json"), **trial.params}
+
+
 def _finish(
-    study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome, ctx: WorkerContext
+    study: optuna.Study,
+    trial: optuna.Trial,
+    outcome: TrialOutcome,
+    ctx: WorkerContext,
+    files: TrialFiles,
+    key: int,
 ) -> None:
     attrs = dict(outcome.attrs)
     if outcome.reason:
         attrs["fail_reason"] = outcome.reason
-    for key, value in attrs.items():
-        trial.set_user_attr(key, value)
+    for name, value in attrs.items():
+        trial.set_user_attr(name, value)
+    _store_files(trial, outcome, ctx, files, key)
     if outcome.state == TrialState.COMPLETE:
         study.tell(trial, outcome.value)
     else:
@@ -92,6 +124,7 @@ def run_worker(ctx: WorkerContext, stop: threading.Event, emit: Emit) -> int:
     handle = load(ctx.spec, ctx.storage_url, node=ctx.node, index=ctx.index)
     study, storage = handle.study, handle.storage
     device_name = _device_name(ctx.device)
+    files = TrialFiles(open_store(ctx.artifacts or ctx.spec.artifacts.path), ctx.spec.name)
     parent = os.getppid()
     while not stop.is_set():
         if ctx.deadline is not None and time.time() >= ctx.deadline:
@@ -108,9 +141,10 @@ def run_worker(ctx: WorkerContext, stop: threading.Event, emit: Emit) -> int:
         if trial is None:
             break
         _record_start(trial, ctx, device_name)
+        key = root_number(storage.get_trial(trial._trial_id))
         with get_heartbeat_thread(trial._trial_id, storage):
-            outcome = run_trial(trial, ctx.spec, ctx.device, stop, emit)
-            _finish_or_skip(study, trial, outcome, ctx)
+            outcome = run_trial(trial, ctx.spec, ctx.device, stop, emit, files, key)
+            _finish_or_skip(study, trial, outcome, ctx, files, key)
         emit(
             {
                 "event": "trial_end",

@@ -6,7 +6,6 @@ reports the study metric to the trial and raises ``TrialPruned`` when the pruner
 
 from __future__ import annotations
 
-import gc
 import logging
 import threading
 import time
@@ -19,8 +18,12 @@ import optuna
 from optuna.trial import TrialState
 
 from hpo.errors import Interrupted, TrialError
-from hpo.spec import StudySpec, TrainConfig, load_objective
+from hpo.spec import StudySpec, load_objective
 from hpo.study import suggest
+from hpo.study.artifacts import TrialFiles
+from hpo.worker.training import free_memory, train_trial
+
+PRUNED = TrialState.PRUNED
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,7 @@ class TrialOutcome:
     reason: str | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
     interrupted: bool = False
+    best_model: dict[str, Any] | None = None  # the best epoch's weights and metrics
 
 
 class _Progress:
@@ -47,6 +51,18 @@ class _Progress:
         self.attrs: dict[str, Any] = {}
         self.started = time.perf_counter()
         self.last_step = spec.train.epochs if spec.objective is None else None
+        self.best_model: dict[str, Any] | None = None
+
+    def replay(self, history: list[dict[str, float]]) -> None:
+        """Report a resumed predecessor's epochs, so the trial's curve is continuous."""
+        for step, metrics in enumerate(history, 1):
+            value = float(metrics[self.spec.metric.name])
+            self.values.append(value)
+            self.trial.report(value, step)
+
+    def restart(self) -> None:
+        """Training starts over (after an OOM): earlier epochs no longer count."""
+        self.values.clear()
 
     def report(self, value: float, step: int, extra: dict[str, float] | None = None) -> None:
         value = float(value)
@@ -99,26 +115,6 @@ class _Progress:
         }
 
 
-def _train(params: dict[str, Any], spec: StudySpec, device: str, progress: _Progress) -> float:
-    import torch
-
-    from hpo.trainer import fit
-
-    config = TrainConfig.model_validate({**spec.train.model_dump(), **params})
-    result = fit(
-        config,
-        torch.device(device),
-        progress.on_epoch,
-        should_stop=progress.stop.is_set,
-        monitor=(spec.metric.name, spec.metric.direction),
-    )
-    # Early stopping (patience) ends a trial normally: it completes with its best/last value.
-    progress.attrs.update(early_stopped=result.stopped_early, best_epoch=result.best_epoch)
-    if config.batch_size == "auto":
-        progress.attrs["batch_size"] = result.batch_size
-    return progress.final_value()
-
-
 def _objective(params: dict[str, Any], spec: StudySpec, progress: _Progress) -> float:
     func = load_objective(spec.objective or "")
     result = func(params, progress.report)
@@ -127,42 +123,54 @@ def _objective(params: dict[str, Any], spec: StudySpec, progress: _Progress) -> 
     return float(result)
 
 
-def _free_memory(device: str) -> None:
-    gc.collect()
-    if device.startswith("cuda"):
-        import torch
-
-        torch.cuda.empty_cache()
-
-
 def run_trial(
-    trial: optuna.Trial, spec: StudySpec, device: str, stop: threading.Event, emit: Emit
+    trial: optuna.Trial,
+    spec: StudySpec,
+    device: str,
+    stop: threading.Event,
+    emit: Emit,
+    files: TrialFiles | None = None,
+    key: int | None = None,
 ) -> TrialOutcome:
-    """Run ``trial`` to an outcome; never raises for a trial-level failure."""
-    outcome = _attempt(trial, spec, device, stop, emit)
+    """Run ``trial`` to an outcome; never raises for a trial-level failure.
+
+    ``files`` holds checkpoints and best models; ``key`` is the original trial's number, under
+    which a retry finds its predecessor's checkpoint.
+    """
+    outcome = _attempt(trial, spec, device, stop, emit, files, trial.number if key is None else key)
     if outcome.state == TrialState.FAIL:
         # The failure's traceback held the trial's tensors and is gone now that _attempt has
         # returned; collect them before the next trial. Only on failure: a gc pass costs
         # ~60 ms, and a trial that succeeds frees its memory by reference counting.
-        _free_memory(device)
+        free_memory(device)
     return outcome
 
 
 def _attempt(
-    trial: optuna.Trial, spec: StudySpec, device: str, stop: threading.Event, emit: Emit
+    trial: optuna.Trial,
+    spec: StudySpec,
+    device: str,
+    stop: threading.Event,
+    emit: Emit,
+    files: TrialFiles | None,
+    key: int,
 ) -> TrialOutcome:
     progress = _Progress(trial, spec, stop, emit)
     try:
         params = suggest(trial, spec)
         emit({"event": "trial_start", "trial": trial.number, "params": params})
         if spec.objective is None:
-            value = _train(params, spec, device, progress)
+            value = train_trial(params, spec, device, progress, files, key)
         else:
             value = _objective(params, spec, progress)
-        return TrialOutcome(TrialState.COMPLETE, value, attrs=progress.summary())
+        return TrialOutcome(
+            TrialState.COMPLETE, value, attrs=progress.summary(), best_model=progress.best_model
+        )
     except optuna.TrialPruned as exc:
         last = progress.values[-1] if progress.values else None
-        return TrialOutcome(TrialState.PRUNED, last, str(exc), progress.summary())
+        return TrialOutcome(
+            PRUNED, last, str(exc), progress.summary(), best_model=progress.best_model
+        )
     except (Interrupted, KeyboardInterrupt) as exc:
         reason = f"interrupted: {exc}" if str(exc) else "interrupted"
         return TrialOutcome(TrialState.FAIL, None, reason, progress.summary(), interrupted=True)
@@ -172,7 +180,7 @@ def _attempt(
         reason = "oom: out of host memory"
     except Exception as exc:  # noqa: BLE001 - one trial's crash never takes the worker down
         if type(exc).__name__ == "OutOfMemoryError":
-            reason = "oom: out of GPU memory"
+            reason = f"oom: {str(exc).splitlines()[0] if str(exc) else 'out of GPU memory'}"
         else:
             log.error("trial %d failed:\n%s", trial.number, traceback.format_exc())
             reason = f"error: {type(exc).__name__}: {exc}"

@@ -1,0 +1,153 @@
+"""The trainer path of a trial: resume from a checkpoint, checkpoint every epoch, keep the best
+epoch's weights for the artifact store, and split the batch into micro-batches after an OOM."""
+
+from __future__ import annotations
+
+import gc
+import logging
+from math import isnan
+from typing import TYPE_CHECKING, Any
+
+from hpo.errors import TrialError
+from hpo.spec import StudySpec, TrainConfig
+from hpo.study.artifacts import TrialFiles
+
+if TYPE_CHECKING:
+    from hpo.worker.trial import _Progress
+
+log = logging.getLogger(__name__)
+
+
+def free_memory(device: str) -> None:
+    """Collect garbage (tensors held by a failure's traceback) and return cached GPU memory."""
+    gc.collect()
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.empty_cache()
+
+
+def split_batch(config: TrainConfig) -> TrainConfig | None:
+    """The same effective batch in micro-batches half (or 1/smallest factor) the size."""
+    size = config.batch_size
+    if not isinstance(size, int) or size < 2:
+        return None
+    factor = next(f for f in range(2, size + 1) if size % f == 0)
+    return config.model_copy(
+        update={"batch_size": size // factor, "accumulate": config.accumulate * factor}
+    )
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
+
+
+class _Checkpoints:
+    """Saves every epoch's state (for resume) and keeps the best epoch's weights (artifact)."""
+
+    def __init__(self, files: TrialFiles | None, key: int, spec: StudySpec) -> None:
+        self.files, self.key, self.spec = files, key, spec
+        self.best: dict[str, Any] | None = None
+        self.best_value: float | None = None
+
+    def __call__(self, epoch: int, state: dict[str, Any]) -> None:
+        if self.files is not None and self.spec.artifacts.checkpoints:
+            self.files.save_checkpoint(self.key, state)
+        value = state["history"][-1].get(self.spec.metric.name, float("nan"))
+        better = self.best_value is None or (
+            value > self.best_value
+            if self.spec.metric.direction == "maximize"
+            else value < self.best_value
+        )
+        if not isnan(value) and better:
+            self.best_value = value
+            self.best = {"model": state["model"], "epoch": epoch, "metrics": state["history"][-1]}
+
+
+def _resume_state(files: TrialFiles | None, key: int, spec: StudySpec) -> dict[str, Any] | None:
+    if files is None or not spec.artifacts.checkpoints:
+        return None
+    try:
+        return files.load_checkpoint(key)
+    except Exception as exc:  # noqa: BLE001 - a bad checkpoint means starting over, not failing
+        log.warning("checkpoint of trial %d unreadable (%s): starting from epoch 1", key, exc)
+        return None
+
+
+def train_trial(
+    params: dict[str, Any],
+    spec: StudySpec,
+    device: str,
+    progress: _Progress,
+    files: TrialFiles | None,
+    key: int,
+) -> float:
+    """Train one trial to its value; resumes a crashed predecessor from its last checkpoint.
+
+    Raises:
+        TrialError: out of memory with ``retry.on_oom: fail``, or at micro-batch size 1.
+    """
+    config = TrainConfig.model_validate({**spec.train.model_dump(), **params})
+    resume = _resume_state(files, key, spec)
+    if resume is not None:
+        progress.replay(resume["history"])  # the retry's curve continues its predecessor's
+        progress.attrs["resumed_from_epoch"] = len(resume["history"])
+    while True:
+        outcome = _fit_once(config, spec, device, progress, files, key, resume)
+        if outcome is not None:
+            return outcome
+        smaller = split_batch(config) if spec.retry.on_oom == "accumulate" else None
+        if smaller is None:
+            raise TrialError("oom", f"out of memory at batch_size {config.batch_size}")
+        free_memory(device)  # the OOM's traceback is gone now: its tensors can be collected
+        config, resume = smaller, None
+        progress.restart()
+        progress.attrs.update(
+            oom_restarts=progress.attrs.get("oom_restarts", 0) + 1,
+            batch_size=config.batch_size,
+            accumulate=config.accumulate,
+        )
+        log.warning(
+            "trial %d: out of memory; restarting with %d x %d micro-batches",
+            progress.trial.number,
+            config.accumulate,
+            config.batch_size,
+        )
+
+
+def _fit_once(
+    config: TrainConfig,
+    spec: StudySpec,
+    device: str,
+    progress: _Progress,
+    files: TrialFiles | None,
+    key: int,
+    resume: dict[str, Any] | None,
+) -> float | None:
+    """One training run; None when it ran out of memory (the caller shrinks the batch)."""
+    import torch
+
+    from hpo.trainer import fit
+
+    checkpoints = _Checkpoints(files, key, spec)
+    try:
+        result = fit(
+            config,
+            torch.device(device),
+            progress.on_epoch,
+            should_stop=progress.stop.is_set,
+            monitor=(spec.metric.name, spec.metric.direction),
+            resume=resume,
+            on_checkpoint=checkpoints,
+        )
+    except Exception as exc:
+        if _is_oom(exc) and spec.retry.on_oom == "accumulate":
+            return None
+        raise
+    finally:
+        progress.best_model = checkpoints.best
+    # Early stopping (patience) ends a trial normally: it completes with its best/last value.
+    progress.attrs.update(early_stopped=result.stopped_early, best_epoch=result.best_epoch)
+    if config.batch_size == "auto":
+        progress.attrs["batch_size"] = result.batch_size
+    return progress.final_value()

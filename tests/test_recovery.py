@@ -1,0 +1,186 @@
+"""Never lose a trial's work: checkpoints every epoch, resume after a crash, best-model
+artifacts, and out-of-memory recovery with micro-batches."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from conftest import tiny_spec
+from hpo.models import MODELS, ModelEntry, build_model
+from hpo.spec import StudySpec
+from hpo.study import next_trial, prepare
+from hpo.study.artifacts import TrialFiles, open_store
+from hpo.worker import WorkerContext, run_trial, run_worker
+from test_run import _wait_for, finish, hpo, trials_of
+
+
+def test_best_model_artifact_downloads_and_loads(write_spec, tmp_path: Path) -> None:
+    spec = write_spec(tiny_spec("art", budget={"n_trials": 2}))
+    proc = hpo("run", str(spec), "--workers", "1", cwd=tmp_path)
+    assert finish(proc) and proc.returncode == 0
+
+    best = subprocess.run(
+        [sys.executable, "-m", "hpo", "best", str(spec), "--json", "--download", "weights"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert best.returncode == 0, best.stderr
+    record = json.loads(best.stdout)
+    payload = torch.load(tmp_path / record["weights"], weights_only=False)
+    model = build_model("cnn", num_classes=10, in_channels=1, image_size=8)
+    model.load_state_dict(payload["model"])  # the downloaded weights fit the model
+    assert payload["params"] == record["params"]
+    assert payload["metrics"]["val_accuracy"] == pytest.approx(record["value"])
+    # checkpoints are dropped once trials end; only the best models remain
+    assert not list((tmp_path / "hpo-artifacts").glob("checkpoint-*"))
+
+
+@pytest.mark.slow
+def test_killed_trial_resumes_from_its_last_checkpoint(write_spec, tmp_path: Path) -> None:
+    spec = write_spec(
+        tiny_spec("resume", budget={"n_trials": 1}, train={**tiny_spec()["train"], "epochs": 40})
+    )
+    url = f"sqlite:///{tmp_path / 'hpo.db'}"
+    proc = hpo("run", str(spec), "--workers", "1", cwd=tmp_path)
+
+    def three_epochs() -> bool:
+        try:
+            running = [t for t in trials_of(url, "resume") if t.state == TrialState.RUNNING]
+        except KeyError:
+            return False
+        return (
+            bool(running)
+            and len(running[0].intermediate_values) >= 3
+            and "pid" in running[0].user_attrs
+        )
+
+    _wait_for(three_epochs, timeout=120)
+    victim = next(t for t in trials_of(url, "resume") if t.state == TrialState.RUNNING)
+    os.kill(victim.user_attrs["pid"], signal.SIGKILL)
+    out = finish(proc)
+
+    assert proc.returncode == 0, out
+    trials = trials_of(url, "resume")
+    retry = next(t for t in trials if t.system_attrs.get("failed_trial") == victim.number)
+    assert retry.state == TrialState.COMPLETE
+    resumed = retry.user_attrs["resumed_from_epoch"]
+    assert resumed >= 3, "no finished epoch is repeated"
+    assert sorted(retry.intermediate_values) == list(range(1, 41)), "the curve is continuous"
+    for step in range(1, resumed + 1):  # the resumed part is the killed trial's own history
+        assert retry.intermediate_values[step] == pytest.approx(victim.intermediate_values[step])
+
+
+class _OomAbove(torch.nn.Module):
+    """A model that runs out of 'memory' on batches above ``limit`` samples."""
+
+    def __init__(self, inner: torch.nn.Module, limit: int) -> None:
+        super().__init__()
+        self.inner, self.limit = inner, limit
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] > self.limit and self.training:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return self.inner(x)
+
+
+@pytest.fixture
+def oom_model(monkeypatch) -> str:
+    base = MODELS["cnn"]
+    monkeypatch.setitem(
+        MODELS,
+        "oom16",
+        ModelEntry(lambda c, i, s: _OomAbove(base.builder(c, i, s), 16), base.min_size),
+    )
+    return "oom16"
+
+
+def _one_trial(sqlite_url: str, spec: StudySpec, tmp_path: Path):
+    handle = prepare(spec, sqlite_url)
+    trial = next_trial(handle.study, handle.storage, spec)
+    assert trial is not None
+    files = TrialFiles(open_store(str(tmp_path / "art")), spec.name)
+    return run_trial(trial, spec, "cpu", threading.Event(), lambda e: None, files)
+
+
+def test_oom_restarts_with_micro_batches_of_the_same_effective_batch(
+    sqlite_url: str, tmp_path: Path, oom_model: str
+) -> None:
+    spec = StudySpec.model_validate(
+        tiny_spec(
+            "oom",
+            budget={"n_trials": 1},
+            train={**tiny_spec()["train"], "model": oom_model, "batch_size": 64, "epochs": 2},
+        )
+    )
+    outcome = _one_trial(sqlite_url, spec, tmp_path)
+
+    assert outcome.state == TrialState.COMPLETE, outcome.reason
+    assert outcome.attrs["oom_restarts"] == 2
+    assert outcome.attrs["batch_size"] * outcome.attrs["accumulate"] == 64
+    assert outcome.attrs["batch_size"] == 16
+
+
+def test_oom_fail_policy_records_the_reason(
+    sqlite_url: str, tmp_path: Path, oom_model: str
+) -> None:
+    spec = StudySpec.model_validate(
+        tiny_spec(
+            "oomfail",
+            budget={"n_trials": 1},
+            retry={"on_oom": "fail"},
+            train={**tiny_spec()["train"], "model": oom_model, "batch_size": 64},
+        )
+    )
+    outcome = _one_trial(sqlite_url, spec, tmp_path)
+
+    assert outcome.state == TrialState.FAIL
+    assert outcome.reason.startswith("oom")
+
+
+def test_after_an_oom_the_next_trial_in_the_same_worker_succeeds(
+    sqlite_url: str, tmp_path: Path, monkeypatch
+) -> None:
+    (tmp_path / "oomobj.py").write_text(
+        "import torch\n"
+        "calls = []\n"
+        "def objective(params, report):\n"
+        "    calls.append(1)\n"
+        "    if len(calls) % 2 == 1:  # every other trial runs out of memory\n"
+        "        big = torch.ones(1000, 1000)  # held by the traceback until freed\n"
+        "        raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB')\n"
+        "    report(params['x'], 1)\n"
+        "    return params['x']\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = StudySpec.model_validate(
+        {
+            "name": "oomobj",
+            "objective": "oomobj:objective",
+            "metric": {"name": "score"},
+            "sampler": {"type": "random", "seed": 3},
+            "pruner": {"type": "none"},
+            "budget": {"n_trials": 6},
+            "space": {"x": {"type": "float", "low": 0, "high": 1}},
+        }
+    )
+    prepare(spec, sqlite_url)
+    ctx = WorkerContext(spec=spec, storage_url=sqlite_url, artifacts=str(tmp_path / "art"))
+    assert run_worker(ctx, threading.Event(), lambda e: None) == 0
+
+    trials = optuna.load_study(study_name="oomobj", storage=sqlite_url).get_trials()
+    oom = [t for t in trials if t.state == TrialState.FAIL]
+    assert oom and all(t.user_attrs["fail_reason"].startswith("oom") for t in oom)
+    later = [t for t in trials if t.number > oom[0].number and t.state == TrialState.COMPLETE]
+    assert later, "a trial after the OOM completed in the same worker"
