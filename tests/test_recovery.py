@@ -14,15 +14,15 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
-from optuna.trial import TrialState
-
 from conftest import tiny_spec
+from optuna.trial import TrialState
+from test_run import _wait_for, finish, hpo, trials_of
+
 from hpo.models import MODELS, ModelEntry, build_model
 from hpo.spec import StudySpec
 from hpo.study import next_trial, prepare
 from hpo.study.artifacts import TrialFiles, open_store
 from hpo.worker import WorkerContext, run_trial, run_worker
-from test_run import _wait_for, finish, hpo, trials_of
 
 
 def test_best_model_artifact_downloads_and_loads(write_spec, tmp_path: Path) -> None:
