@@ -1,0 +1,116 @@
+"""GPU precision modes through hpo's trainer: images/s and peak memory, TF32 vs bf16 vs fp16.
+
+Cases: ResNet-18 at 32 px (CIFAR stem) and ResNet-50 at 224 px, on the `fake` dataset, whose
+tensors the trainer moves to the GPU once (no DataLoader): the numbers measure the training
+step, not input decoding. Each mode runs ``--epochs`` epochs; images/s is the last epoch's
+(the first one pays for cuDNN autotuning), peak memory is ``torch.cuda.max_memory_allocated``.
+
+- tf32: fp32 weights and activations, TF32 tensor-core matmuls and convolutions;
+- bf16: autocast to bfloat16, no gradient scaler;
+- fp16: autocast to float16 with a GradScaler.
+
+TF32 stays on in the AMP modes too (for the ops autocast leaves in fp32), as in practice.
+``peak_memory_mb`` includes the data set itself (``data_mb``), which lives on the GPU.
+
+    python benchmarks/trainer_gpu.py [--epochs 3] [--cases resnet18_32,resnet50_224]
+    python benchmarks/trainer_gpu.py --smoke      # tiny shapes on the CPU: checks the code only
+
+Prints one JSON object, then a one-line summary. Exits with status 2 and a message without GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+
+import torch
+
+from hpo.trainer import TrainConfig, fit
+
+
+@dataclass(frozen=True)
+class Case:
+    model: str
+    image_size: int
+    batch_size: int
+    samples: int  # fake set size; 80% train
+
+
+CASES = {
+    "resnet18_32": Case("resnet18", 32, 256, 12_800),
+    "resnet50_224": Case("resnet50", 224, 128, 2_560),
+}
+SMOKE = {"resnet18_32": Case("resnet18", 16, 8, 40), "resnet50_224": Case("resnet50", 32, 4, 20)}
+MODES = ("tf32", "bf16", "fp16")
+
+
+def _enable_tf32() -> None:
+    torch.backends.cuda.matmul.fp32_precision = "tf32"  # type: ignore[attr-defined]
+    torch.backends.cudnn.conv.fp32_precision = "tf32"  # type: ignore[attr-defined]
+
+
+def run_mode(case: Case, mode: str, epochs: int, device: torch.device) -> dict[str, float]:
+    """Train ``case`` in ``mode``; the last epoch's images/s and the run's peak memory."""
+    config = TrainConfig(
+        model=case.model,
+        dataset="fake",
+        fake_samples=case.samples,
+        image_size=case.image_size,
+        num_classes=100,
+        epochs=epochs,
+        batch_size=case.batch_size,
+        lr=0.05,
+        amp=mode != "tf32",
+        amp_dtype="fp16" if mode == "fp16" else "bf16",
+        cache="gpu",
+        num_workers=0,
+    )
+    seen: list[dict[str, float]] = []
+    result = fit(config, device, lambda epoch, metrics: seen.append(metrics))
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    data_mb = case.samples * 3 * case.image_size**2 * 4 / 2**20
+    return {
+        "images_per_s": round(seen[-1]["samples_per_second"], 1),
+        "peak_memory_mb": round(result.peak_memory_mb, 1),
+        "data_mb": round(data_mb, 1),
+        "train_loss": round(seen[-1]["train_loss"], 4),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU")
+    args = parser.parse_args()
+    if args.smoke:
+        device, cases, epochs = torch.device("cpu"), SMOKE, 1
+    elif not torch.cuda.is_available():
+        print("trainer_gpu: no CUDA GPU visible; this benchmark needs one (--smoke: CPU check)")
+        return 2
+    else:
+        device, cases, epochs = torch.device("cuda"), CASES, args.epochs
+        _enable_tf32()
+    results = {
+        name: {mode: run_mode(cases[name], mode, epochs, device) for mode in MODES}
+        for name in args.cases.split(",")
+    }
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu (smoke)"
+    report = {"benchmark": "trainer_gpu", "device": gpu, "epochs": epochs, "results": results}
+    print(json.dumps(report, indent=2))
+    parts = []
+    for name, modes in results.items():
+        rates = ", ".join(
+            f"{m} {v['images_per_s']:.0f} img/s {v['peak_memory_mb']:.0f} MB"
+            for m, v in modes.items()
+        )
+        parts.append(f"{name}: {rates}")
+    print(f"trainer_gpu on {gpu}: " + "; ".join(parts))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
