@@ -269,3 +269,25 @@ def test_a_crashing_trial_is_recorded_and_the_study_goes_on(write_spec, tmp_path
     assert failed and all(t.params["x"] > 0.5 for t in failed)
     assert all("RuntimeError: boom in user code" in t.user_attrs["fail_reason"] for t in failed)
     assert all(t.state == TrialState.COMPLETE for t in trials if t.params["x"] <= 0.5)
+
+
+def test_missing_pretrained_weights_offline_exit_2_before_any_write(
+    write_spec, tmp_path: Path
+) -> None:
+    spec = write_spec(
+        tiny_spec(
+            "noweights",
+            train={
+                **tiny_spec()["train"],
+                "model": "resnet18",
+                "pretrained": True,
+                "download": False,
+            },
+        )
+    )
+    proc = hpo("run", str(spec), cwd=tmp_path, env={"TORCH_HOME": str(tmp_path / "hub")})
+    out = finish(proc)
+
+    assert proc.returncode == 2, out
+    assert "train.pretrained: pretrained weights for resnet18 not found" in out
+    assert not (tmp_path / "hpo.db").exists()

@@ -15,7 +15,8 @@ from optuna.trial import TrialState
 
 from hpo.dispatch.plan import WorkerPlan, detect_gpus, plan_workers
 from hpo.dispatch.supervisor import Supervisor
-from hpo.errors import HpoError
+from hpo.errors import HpoError, SpecError
+from hpo.models import MODELS
 from hpo.spec import StudySpec
 from hpo.study import (
     Snapshot,
@@ -32,7 +33,7 @@ from hpo.study.artifacts import ENV_ARTIFACTS
 log = logging.getLogger(__name__)
 
 #: Datasets fetched over the network: fetched once here, before workers start in parallel.
-DOWNLOADED = ("mnist", "fashion_mnist", "cifar10")
+DOWNLOADED = ("mnist", "fashion_mnist", "cifar10", "flowers102")
 
 
 @dataclass(frozen=True)
@@ -71,11 +72,26 @@ class RunResult:
 
 
 def _prepare_data(spec: StudySpec) -> None:
-    if spec.objective is None and spec.train.dataset in DOWNLOADED:
+    """Fetch datasets and pretrained weights once per node, before workers start in parallel."""
+    if spec.objective is not None:
+        return
+    train = spec.train
+    if train.dataset in DOWNLOADED:
         from hpo.data import prepare_data
         from hpo.trainer.loop import data_options
 
-        prepare_data(spec.train.dataset, data_options(spec.train, spec.train.image_size))
+        try:
+            prepare_data(train.dataset, data_options(train, train.image_size))
+        except FileNotFoundError as exc:
+            raise SpecError(f"train.dataset: {exc}") from None
+    weights = MODELS[train.model].weights
+    if train.pretrained is True and weights is not None:
+        from hpo.models._pretrained import fetch_weights
+
+        try:
+            fetch_weights(train.model, weights, train.download)
+        except FileNotFoundError as exc:
+            raise SpecError(f"train.pretrained: {exc}") from None
 
 
 def _release_orphans(handle: StudyHandle, spec: StudySpec, node: str, pid: int, code: int) -> None:
@@ -108,11 +124,11 @@ def run_study(spec: StudySpec, options: RunOptions, observer: Observer) -> RunRe
         detect_gpus() if options.device != "cpu" else [],
         _cpu_count(),
     )
+    _prepare_data(spec)  # before the storage: missing data or weights leave it untouched
     handle = prepare(spec, options.storage_url, options.n_trials, options.source)
     record_node(handle, options.node, sys.argv)
     timeout = options.timeout or spec.budget.timeout
     deadline = time.time() + timeout if timeout else None
-    _prepare_data(spec)
     observer.started(spec, redact(options.storage_url), plans, get_budget(handle.study))
     sup = Supervisor(
         plans,

@@ -33,6 +33,25 @@ def hub_file(tv_name: str) -> tuple[Path, str]:
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name, url
 
 
+def fetch_weights(name: str, tv_name: str, download: bool) -> Path:
+    """Make sure the hub cache holds ``tv_name``'s default weights (downloading once if allowed),
+    so that parallel workers find the file instead of downloading it each.
+
+    Raises:
+        FileNotFoundError: absent and ``download`` is false.
+    """
+    path, url = hub_file(tv_name)
+    if not path.is_file():
+        if not download:
+            raise FileNotFoundError(
+                f"pretrained weights for {name} not found: expected {path} "
+                "(copy the file there, give pretrained: <path>, or allow download: true)"
+            )
+        log.info("downloading %s weights from %s", name, url)
+        torch.hub.download_url_to_file(url, str(path), progress=False)
+    return path
+
+
 def _hub_state(name: str, tv_name: str, download: bool) -> StateDict:
     path, url = hub_file(tv_name)
     if not path.is_file():
