@@ -48,20 +48,15 @@ def fetch_weights(name: str, tv_name: str, download: bool) -> Path:
                 "(copy the file there, give pretrained: <path>, or allow download: true)"
             )
         log.info("downloading %s weights from %s", name, url)
-        torch.hub.download_url_to_file(url, str(path), progress=False)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        match = torch.hub.HASH_REGEX.search(path.name)  # torchvision names carry a hash prefix
+        prefix = match.group(1) if match else None
+        torch.hub.download_url_to_file(url, str(path), hash_prefix=prefix, progress=False)
     return path
 
 
 def _hub_state(name: str, tv_name: str, download: bool) -> StateDict:
-    path, url = hub_file(tv_name)
-    if not path.is_file():
-        if not download:
-            raise FileNotFoundError(
-                f"pretrained weights for {name} not found: expected {path} "
-                "(copy the file there, give pretrained: <path>, or allow download: true)"
-            )
-        log.info("downloading %s weights from %s", name, url)
-        return torch.hub.load_state_dict_from_url(url, progress=False, check_hash=True)
+    path = fetch_weights(name, tv_name, download)
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
