@@ -30,8 +30,8 @@ COPY studies ./studies
 # A user of its own; it owns the working directory and the folders hpo writes to (datasets,
 # worker logs), which compose and Kubernetes mount as volumes.
 RUN useradd --create-home --uid 1000 --user-group hpo \
- && mkdir -p /app/data /app/hpo-logs \
- && chown hpo:hpo /app /app/data /app/hpo-logs
+ && mkdir -p /app/data /app/hpo-logs /app/hpo-artifacts \
+ && chown hpo:hpo /app /app/data /app/hpo-logs /app/hpo-artifacts
 USER hpo
 
 ENTRYPOINT ["hpo"]
