@@ -140,9 +140,11 @@ def run_worker(ctx: WorkerContext, stop: threading.Event, emit: Emit) -> int:
         trial = next_trial(study, storage, ctx.spec)
         if trial is None:
             break
-        _record_start(trial, ctx, device_name)
-        key = root_number(storage.get_trial(trial._trial_id))
+        # The heartbeat starts first: a RUNNING trial without any heartbeat is never judged
+        # stale, so a worker killed right after claiming must already have written one.
         with get_heartbeat_thread(trial._trial_id, storage):
+            _record_start(trial, ctx, device_name)
+            key = root_number(storage.get_trial(trial._trial_id))
             outcome = run_trial(trial, ctx.spec, ctx.device, stop, emit, files, key)
             _finish_or_skip(study, trial, outcome, ctx, files, key)
         emit(
