@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 
 from hpo.dispatch.plan import WorkerPlan, detect_gpus, plan_workers
 from hpo.dispatch.supervisor import Supervisor
-from hpo.errors import HpoError, SpecError
+from hpo.errors import SpecError
 from hpo.models import MODELS
 from hpo.spec import StudySpec
 from hpo.study import (
@@ -96,7 +96,16 @@ def _prepare_data(spec: StudySpec) -> None:
 
 def _release_orphans(handle: StudyHandle, spec: StudySpec, node: str, pid: int, code: int) -> None:
     """A trial its worker left RUNNING (killed, crashed) is failed and retried at once,
-    without waiting for its heartbeat to go stale."""
+    without waiting for its heartbeat to go stale (which still catches it if this fails)."""
+    try:
+        _requeue_trials_of(handle, spec, node, pid, code)
+    except Exception as exc:  # noqa: BLE001 - storage down: the heartbeat path takes over
+        log.warning("could not hand back the trial of worker pid %d: %s", pid, exc)
+
+
+def _requeue_trials_of(
+    handle: StudyHandle, spec: StudySpec, node: str, pid: int, code: int
+) -> None:
     for t in handle.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if t.user_attrs.get("node") == node and t.user_attrs.get("pid") == pid:
             requeue(handle.study, t._trial_id, f"worker died (exit {code})", spec.retry.max_retries)
@@ -111,7 +120,7 @@ class _Ticker:
             self.last = time.monotonic()
             try:
                 self.observer.snapshot(snapshot(self.handle.study))
-            except HpoError as exc:  # the display may lag; the workers ride out outages
+            except Exception as exc:  # noqa: BLE001 - the display may lag; workers ride out outages
                 log.warning("progress not refreshed: %s", exc)
 
 

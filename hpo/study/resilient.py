@@ -24,7 +24,13 @@ log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_CONNECTION_ERRORS = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)
+#: A lost connection shows as OperationalError / InterfaceError; a session that was mid-transaction
+#: when it was lost then refuses to reconnect until rolled back (PendingRollbackError).
+_CONNECTION_ERRORS = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.PendingRollbackError,
+)
 
 #: RDBStorage methods hpo's processes call (directly, or through Optuna's _CachedStorage, which
 #: also calls the private ones), each wrapped with the retry loop.
@@ -88,6 +94,7 @@ def _retrying(method: F) -> F:
                     ) from None
                 log.warning("storage unreachable (%s); retrying in %.1f s", _first_line(exc), delay)
                 self.last_outage = time.monotonic()
+                self.remove_session()  # a fresh session next time, not the broken one
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
