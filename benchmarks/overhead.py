@@ -30,6 +30,7 @@ import sqlalchemy
 
 sys.path.insert(0, str(Path(__file__).parent))
 import _noop_objective as noop  # noqa: E402
+from _prefill import prefill  # noqa: E402
 
 from hpo.spec import StudySpec  # noqa: E402
 from hpo.study import prepare, quiet_optuna  # noqa: E402
@@ -51,24 +52,6 @@ def _spec(name: str, n_trials: int) -> StudySpec:
             "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
         }
     )
-
-
-def _prefill(study: optuna.Study, n: int) -> None:
-    """N finished trials with full learning curves, written in one go."""
-    rng = __import__("random").Random(0)
-    trials = []
-    for _ in range(n):
-        x = rng.random()
-        curve = {s: noop.curve(x, s) for s in range(1, noop.EPOCHS + 1)}
-        trials.append(
-            optuna.trial.create_trial(
-                params={"x": x},
-                distributions=DIST,
-                value=curve[noop.EPOCHS],
-                intermediate_values=curve,
-            )
-        )
-    study.add_trials(trials)
 
 
 class _Meter:
@@ -101,7 +84,7 @@ class _Meter:
 def bench_hpo(size: int, measure: int) -> dict[str, float]:
     name = f"bench-hpo-{uuid.uuid4().hex[:8]}"
     study = optuna.create_study(storage=URL, study_name=name, direction="maximize")
-    _prefill(study, size)
+    prefill(study, size)
     spec = _spec(name, size + measure)
     prepare(spec, URL, n_trials=size + measure)  # finished trials fill all but `measure`
     ctx = WorkerContext(spec=spec, storage_url=URL, index=0, node="bench")
@@ -116,7 +99,7 @@ def bench_hpo(size: int, measure: int) -> dict[str, float]:
 
 def bench_optuna(size: int, measure: int) -> dict[str, float]:
     name = f"bench-optuna-{uuid.uuid4().hex[:8]}"
-    _prefill(optuna.create_study(storage=URL, study_name=name, direction="maximize"), size)
+    prefill(optuna.create_study(storage=URL, study_name=name, direction="maximize"), size)
     study = optuna.load_study(
         storage=URL,
         study_name=name,

@@ -19,6 +19,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.spec import GridSpec, StudySpec
+from hpo.study.cache import TrialCache
 from hpo.study.storage import Storage, retry_callback, study_lock
 
 
@@ -108,7 +109,11 @@ def claim(study: optuna.Study) -> optuna.Trial | None:
     SQLite), so two workers never run the same trial.
     """
     study._thread_local.cached_all_trials = None  # same per-trial sync as Study.ask
-    trial_id = study._pop_waiting_trial_id()
+    storage = study._storage
+    if isinstance(storage, TrialCache) and storage.claims:
+        trial_id = storage.claim(study._study_id)
+    else:
+        trial_id = study._pop_waiting_trial_id()
     if trial_id is None:
         return None
     return optuna.Trial(study, trial_id)

@@ -16,9 +16,9 @@ from typing import Any, TypeVar
 
 import sqlalchemy.exc
 from optuna.exceptions import StorageInternalError
-from optuna.storages import RDBStorage
 
 from hpo.errors import StorageError
+from hpo.study.upsert import UpsertWrites
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,7 @@ _CONNECTION_ERRORS = (
 #: RDBStorage methods hpo's processes call (directly, or through Optuna's _CachedStorage, which
 #: also calls the private ones), each wrapped with the retry loop.
 _RETRIED = (
+    "claim_waiting",
     "_create_new_trial",
     "_get_best_trial_id",
     "_get_trials",
@@ -56,6 +57,7 @@ _RETRIED = (
     "set_trial_state_values",
     "set_trial_intermediate_value",
     "set_trial_user_attr",
+    "set_trial_user_attrs",
     "set_trial_system_attr",
     "get_trial_id_from_study_id_trial_number",
     "get_trial",
@@ -109,7 +111,7 @@ def _first_line(exc: BaseException) -> str:
     return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
 
 
-class ResilientRDBStorage(RDBStorage):
+class ResilientRDBStorage(UpsertWrites):
     """RDBStorage whose calls survive a database outage of up to ``outage_seconds``."""
 
     def __init__(self, url: str, *, outage_seconds: float = 300.0, **kwargs: Any) -> None:
@@ -123,4 +125,4 @@ class ResilientRDBStorage(RDBStorage):
 
 
 for _name in _RETRIED:
-    setattr(ResilientRDBStorage, _name, _retrying(getattr(RDBStorage, _name)))
+    setattr(ResilientRDBStorage, _name, _retrying(getattr(UpsertWrites, _name)))

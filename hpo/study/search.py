@@ -19,6 +19,7 @@ from hpo.spec import (
     is_active,
     ordered,
 )
+from hpo.study.hyperband import FastHyperbandPruner
 
 
 def worker_seed(base: int | None, node: str, index: int) -> int | None:
@@ -53,7 +54,7 @@ def build_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
     """The pruner named by ``spec.pruner``; Hyperband's max_resource defaults to ``epochs``."""
     p = spec.pruner
     if isinstance(p, HyperbandSpec):
-        return optuna.pruners.HyperbandPruner(
+        return FastHyperbandPruner(
             min_resource=p.min_resource,
             max_resource=spec.max_resource or "auto",
             reduction_factor=p.reduction_factor,

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.storages import RDBStorage
 from optuna.study import StudyDirection
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -15,6 +16,7 @@ from sqlalchemy.exc import ArgumentError
 from hpo.errors import StorageError, StudyConflictError
 from hpo.spec import StudySpec
 from hpo.study import budget
+from hpo.study.cache import TrialCache
 from hpo.study.search import build_pruner, build_sampler
 from hpo.study.storage import Storage, open_storage, redact
 
@@ -95,11 +97,15 @@ def prepare(
 
 
 def load(spec: StudySpec, url: str, *, node: str = "", index: int = 0) -> StudyHandle:
-    """Load an existing study for a worker, with its own sampler seed."""
+    """Load an existing study for a worker, with its own sampler seed.
+
+    On a database the study reads through a :class:`TrialCache` (finished trials read once,
+    the worker's own running trial answered locally); ``handle.storage`` stays the database.
+    """
     storage = open_storage(url, spec.retry)
     study = optuna.load_study(
         study_name=spec.name,
-        storage=storage,
+        storage=TrialCache(storage) if isinstance(storage, RDBStorage) else storage,
         sampler=build_sampler(spec, node, index),
         pruner=build_pruner(spec),
     )

@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 from hpo.spec import StudySpec
 from hpo.study import load, next_trial
 from hpo.study.artifacts import TrialFiles, open_store, root_number
+from hpo.study.cache import set_user_attrs
 from hpo.study.storage import retry_callback
 from hpo.worker.trial import Emit, TrialOutcome, run_trial
 
@@ -36,13 +37,10 @@ class WorkerContext:
 
 
 def _record_start(trial: optuna.Trial, ctx: WorkerContext, device_name: str) -> None:
-    for key, value in {
-        "node": ctx.node,
-        "worker": ctx.index,
-        "pid": os.getpid(),
-        "device": device_name,
-    }.items():
-        trial.set_user_attr(key, value)
+    set_user_attrs(
+        trial,
+        {"node": ctx.node, "worker": ctx.index, "pid": os.getpid(), "device": device_name},
+    )
 
 
 def _finish_or_skip(
@@ -91,8 +89,7 @@ def _finish(
     attrs = dict(outcome.attrs)
     if outcome.reason:
         attrs["fail_reason"] = outcome.reason
-    for name, value in attrs.items():
-        trial.set_user_attr(name, value)
+    set_user_attrs(trial, attrs)
     _store_files(trial, outcome, ctx, files, key)
     if outcome.state == TrialState.COMPLETE:
         study.tell(trial, outcome.value)
@@ -144,7 +141,7 @@ def run_worker(ctx: WorkerContext, stop: threading.Event, emit: Emit) -> int:
         # stale, so a worker killed right after claiming must already have written one.
         with get_heartbeat_thread(trial._trial_id, storage):
             _record_start(trial, ctx, device_name)
-            key = root_number(storage.get_trial(trial._trial_id))
+            key = root_number(study._storage.get_trial(trial._trial_id))
             outcome = run_trial(trial, ctx.spec, ctx.device, stop, emit, files, key)
             _finish_or_skip(study, trial, outcome, ctx, files, key)
         emit(

@@ -1,0 +1,141 @@
+"""One statement per write of a running trial's report or attributes (PostgreSQL, SQLite).
+
+Optuna's RDBStorage reads the trial to check that it is still running, then reads the old row,
+then writes: three statements for each ``report`` and two for each attribute. Here the check and
+the write are one ``INSERT ... SELECT ... WHERE state = 'RUNNING' ON CONFLICT DO UPDATE``: a
+row is written only while the trial runs, and only when nothing was written does a second
+query say why (no such trial, or already finished). The rows are Optuna's own, so the study
+stays readable by Optuna and optuna-dashboard. Other databases keep Optuna's statements.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from typing import Any
+
+import sqlalchemy
+from optuna.storages import RDBStorage
+from optuna.storages._rdb import models
+from optuna.trial import TrialState
+
+_UPSERT_DIALECTS = ("postgresql", "sqlite")
+
+_INTERMEDIATE = sqlalchemy.text(
+    "INSERT INTO trial_intermediate_values"
+    " (trial_id, step, intermediate_value, intermediate_value_type)"
+    " SELECT trial_id, :step, :value, :value_type FROM trials"
+    " WHERE trial_id = :trial_id AND state = 'RUNNING'"
+    " ON CONFLICT (trial_id, step) DO UPDATE SET"
+    " intermediate_value = excluded.intermediate_value,"
+    " intermediate_value_type = excluded.intermediate_value_type"
+)
+
+
+_CLAIM_PG = sqlalchemy.text(
+    "UPDATE trials SET state = 'RUNNING', datetime_start = :now"
+    " WHERE state = 'WAITING' AND trial_id = ("
+    "SELECT trial_id FROM trials WHERE study_id = :study_id AND state = 'WAITING'"
+    " ORDER BY number, trial_id LIMIT 1 FOR UPDATE SKIP LOCKED)"
+    " RETURNING trial_id"
+)
+_NEXT_WAITING = sqlalchemy.text(
+    "SELECT trial_id FROM trials WHERE study_id = :study_id AND state = 'WAITING'"
+    " ORDER BY number, trial_id LIMIT 1"
+)
+_START = sqlalchemy.text(
+    "UPDATE trials SET state = 'RUNNING', datetime_start = :now"
+    " WHERE trial_id = :trial_id AND state = 'WAITING'"
+)
+
+
+def _attrs_statement(table: str, n: int) -> sqlalchemy.TextClause:
+    rows = " UNION ALL ".join(f"SELECT :k{i} AS key, :v{i} AS value_json" for i in range(n))
+    return sqlalchemy.text(
+        f"INSERT INTO {table} (trial_id, key, value_json)"
+        f" SELECT t.trial_id, a.key, a.value_json FROM trials t, ({rows}) a"
+        " WHERE t.trial_id = :trial_id AND t.state = 'RUNNING'"
+        " ON CONFLICT (trial_id, key) DO UPDATE SET value_json = excluded.value_json"
+    )
+
+
+class UpsertWrites(RDBStorage):
+    """RDBStorage whose writes to a running trial take one statement each."""
+
+    def _upserts(self) -> bool:
+        return self.engine.name in _UPSERT_DIALECTS
+
+    def _written_or_raise(self, trial_id: int, rowcount: int) -> None:
+        """Nothing written: raise what Optuna raises (KeyError, UpdateFinishedTrialError)."""
+        if rowcount > 0:
+            return
+        with self.engine.connect() as conn:
+            state = conn.execute(
+                sqlalchemy.text("SELECT state FROM trials WHERE trial_id = :t"), {"t": trial_id}
+            ).scalar()
+        if state is None:
+            raise KeyError(f"No trial with trial_id {trial_id} exists.")
+        self.check_trial_is_updatable(trial_id, TrialState[state])
+        raise RuntimeError(f"trial {trial_id} is {state}: not written")  # WAITING: never ours
+
+    def claim_waiting(self, study_id: int) -> tuple[int, datetime.datetime] | None:
+        """Mark the study's first WAITING trial RUNNING; its id and start time, or None.
+
+        What ``Study._pop_waiting_trial_id`` does, in one statement on PostgreSQL (``FOR UPDATE
+        SKIP LOCKED``: concurrent workers take different trials) and in one ``BEGIN IMMEDIATE``
+        transaction on SQLite, instead of reading every unfinished trial first.
+        """
+        if not self._upserts():
+            raise NotImplementedError(self.engine.name)
+        now = datetime.datetime.now()
+        with self.engine.begin() as conn:
+            if self.engine.name == "postgresql":
+                trial_id = conn.execute(_CLAIM_PG, {"study_id": study_id, "now": now}).scalar()
+            else:  # SQLite: the transaction already holds the database's write lock
+                trial_id = conn.execute(_NEXT_WAITING, {"study_id": study_id}).scalar()
+                if trial_id is not None:
+                    conn.execute(_START, {"trial_id": trial_id, "now": now})
+        return None if trial_id is None else (int(trial_id), now)
+
+    def set_trial_intermediate_value(
+        self, trial_id: int, step: int, intermediate_value: float
+    ) -> None:
+        if not self._upserts():
+            super().set_trial_intermediate_value(trial_id, step, intermediate_value)
+            return
+        stored, kind = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr(
+            intermediate_value
+        )
+        params = {"trial_id": trial_id, "step": step, "value": stored, "value_type": kind.name}
+        with self.engine.begin() as conn:
+            rowcount = conn.execute(_INTERMEDIATE, params).rowcount
+        self._written_or_raise(trial_id, rowcount)
+
+    def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
+        self._set_attrs("trial_user_attributes", trial_id, {key: value})
+
+    def set_trial_user_attrs(self, trial_id: int, attrs: dict[str, Any]) -> None:
+        """Write several user attrs of a running trial at once."""
+        self._set_attrs("trial_user_attributes", trial_id, attrs)
+
+    def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
+        self._set_attrs("trial_system_attributes", trial_id, {key: value})
+
+    def _set_attrs(self, table: str, trial_id: int, attrs: dict[str, Any]) -> None:
+        if not attrs:
+            return
+        if not self._upserts():
+            write = (
+                super().set_trial_user_attr
+                if table == "trial_user_attributes"
+                else super().set_trial_system_attr
+            )
+            for key, value in attrs.items():
+                write(trial_id, key, value)
+            return
+        params: dict[str, Any] = {"trial_id": trial_id}
+        for i, (key, value) in enumerate(attrs.items()):
+            params[f"k{i}"], params[f"v{i}"] = key, json.dumps(value)
+        with self.engine.begin() as conn:
+            rowcount = conn.execute(_attrs_statement(table, len(attrs)), params).rowcount
+        self._written_or_raise(trial_id, rowcount)
