@@ -13,11 +13,11 @@ from pathlib import Path
 
 import optuna
 import pytest
-from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 from hpo.study.cache import TrialCache
 from hpo.study.hyperband import FastHyperbandPruner
+from hpo.study.upsert import UpsertWrites
 
 EPOCHS = 9
 
@@ -32,7 +32,7 @@ def _studies(
         pruner=optuna.pruners.HyperbandPruner(**pruner),  # type: ignore[arg-type]
     )
     fast = optuna.create_study(
-        storage=TrialCache(RDBStorage(f"sqlite:///{tmp_path / 'fast.db'}")),
+        storage=TrialCache(UpsertWrites(f"sqlite:///{tmp_path / 'fast.db'}")),
         study_name="bracketed",
         direction=direction,
         pruner=FastHyperbandPruner(**pruner),  # type: ignore[arg-type]
@@ -106,7 +106,7 @@ def test_auto_max_resource_and_min_resource_fall_back_to_optuna(tmp_path: Path) 
 
 
 def test_reads_each_finished_trial_once(tmp_path: Path) -> None:
-    storage = TrialCache(RDBStorage(f"sqlite:///{tmp_path / 'once.db'}"))
+    storage = TrialCache(UpsertWrites(f"sqlite:///{tmp_path / 'once.db'}"))
     pruner = FastHyperbandPruner(min_resource=1, max_resource=EPOCHS)
     study = optuna.create_study(storage=storage, direction="maximize", pruner=pruner)
     seen: list[int] = []

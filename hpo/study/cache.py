@@ -27,9 +27,11 @@ from typing import Any
 
 from optuna.distributions import BaseDistribution
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages import BaseStorage, RDBStorage
+from optuna.storages import BaseStorage
 from optuna.storages._cached_storage import _CachedStorage
 from optuna.trial import FrozenTrial, Trial, TrialState
+
+from hpo.study.upsert import UpsertWrites
 
 _number = attrgetter("number")
 
@@ -37,8 +39,9 @@ _number = attrgetter("number")
 class TrialCache(_CachedStorage):
     """``_CachedStorage`` with a finished-trial log and a local copy of the trials it runs."""
 
-    def __init__(self, backend: RDBStorage) -> None:
+    def __init__(self, backend: UpsertWrites) -> None:
         super().__init__(backend)
+        self._db = backend  # the same object, typed with hpo's one-statement operations
         self._log: dict[int, list[FrozenTrial]] = {}  # study id -> finished trials, as seen
         self._by_number: dict[int, list[FrozenTrial]] = {}  # study id -> finished, by number
         self._logged: set[int] = set()
@@ -48,15 +51,12 @@ class TrialCache(_CachedStorage):
     @property
     def claims(self) -> bool:
         """Whether :meth:`claim` works here (PostgreSQL and SQLite)."""
-        return hasattr(self._backend, "claim_waiting") and self._backend.engine.name in (
-            "postgresql",
-            "sqlite",
-        )
+        return self._backend.engine.name in ("postgresql", "sqlite")
 
     @property
-    def backend(self) -> RDBStorage:
+    def backend(self) -> UpsertWrites:
         """The database storage behind the cache (locks, engine, outage state)."""
-        return self._backend
+        return self._db
 
     # -- reading the study ------------------------------------------------------------------
 
@@ -76,6 +76,21 @@ class TrialCache(_CachedStorage):
         """The study's WAITING and RUNNING trials as of the last refresh, by number."""
         with self._lock:
             return self._unfinished_locked(study_id)
+
+    def unlogged_system_attrs(self, study_id: int, pattern: str) -> list[tuple[int, int, str, Any]]:
+        """Fresh from the database: the system attrs matching ``pattern`` (SQL LIKE) of every
+        trial of the study that is not in the finished log, in one query.
+
+        Together with the log this covers every trial: the log holds the finished trials up
+        to the last finished id read, and the rest have a higher id or are listed unfinished.
+        """
+        with self._lock:
+            info = self._studies[study_id]
+            after, ids = info.last_finished_trial_id, sorted(info.unfinished_trial_ids)
+        rows = self._db.system_attrs_like(
+            study_id, pattern, after, ids
+        )
+        return [row for row in rows if row[0] not in self._logged]
 
     def _unfinished_locked(self, study_id: int) -> list[FrozenTrial]:
         info = self._studies[study_id]
@@ -125,7 +140,7 @@ class TrialCache(_CachedStorage):
 
     def claim(self, study_id: int) -> int | None:
         """Take the study's first WAITING trial for this process (one statement); its id."""
-        claimed = self._backend.claim_waiting(study_id)  # type: ignore[attr-defined]
+        claimed = self._db.claim_waiting(study_id)
         if claimed is None:
             return None
         trial_id, started = claimed

@@ -5,10 +5,11 @@ query), and at each rung reads every trial of the study, computes every trial's 
 crc32 each) and collects every rung value: O(study size) in Python per rung check. This
 subclass makes the same decisions from the same data: the rung values of finished trials,
 which never change, are kept in one sorted list per (bracket, rung) and updated from the trials
-that finished since the last check (``TrialCache.finished_log``); the values of unfinished
-trials are read fresh, as Optuna does. It writes the same ``completed_rung_N`` system attrs,
-so a plain Optuna process in the same study prunes alike. Without a ``TrialCache`` (gRPC proxy,
-in-memory study) or before ``min_resource`` is known, it is Optuna's pruner unchanged.
+that finished since the last check (``TrialCache.finished_log``); the values of all other
+trials are read fresh, as Optuna does, in one query. It writes the same ``completed_rung_N``
+system attrs, so a plain Optuna process in the same study prunes alike. Without a
+``TrialCache`` (gRPC proxy, in-memory study) or before ``min_resource`` is known, it is
+Optuna's pruner unchanged.
 """
 
 from __future__ import annotations
@@ -116,19 +117,16 @@ class FastHyperbandPruner(HyperbandPruner):
     def _unfinished_rung_values(
         self, study: optuna.Study, storage: TrialCache, trial: FrozenTrial, bracket: int
     ) -> dict[str, list[float]]:
-        """Refresh the study, index newly finished trials, and return the rung values of the
-        bracket's other unfinished trials (which can still change, so are never indexed)."""
-        storage.refresh(study._study_id)
-        self._index(study, storage.finished_log(study._study_id))
+        """Index the trials that finished since the last look, then read (one query) the rung
+        values of the bracket's other trials that are not in the finished log: unfinished ones,
+        whose values can still change, and any that finished since the study was last read."""
+        study_id = study._study_id
+        self._index(study, storage.finished_log(study_id))
         values: dict[str, list[float]] = {}
-        for other in storage.unfinished(study._study_id):
-            if other._trial_id == trial._trial_id:
+        for trial_id, number, key, v in storage.unlogged_system_attrs(study_id, _RUNG + "%"):
+            if trial_id == trial._trial_id or self._bracket(study.study_name, number) != bracket:
                 continue
-            if self._bracket(study.study_name, other.number) != bracket:
-                continue
-            for key, v in other.system_attrs.items():
-                if key.startswith(_RUNG):
-                    values.setdefault(key, []).append(v)
+            values.setdefault(key, []).append(v)
         return values
 
     def _index(self, study: optuna.Study, log: list[FrozenTrial]) -> None:

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages import RDBStorage
 from optuna.study import StudyDirection
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -19,6 +18,7 @@ from hpo.study import budget
 from hpo.study.cache import TrialCache
 from hpo.study.search import build_pruner, build_sampler
 from hpo.study.storage import Storage, open_storage, redact
+from hpo.study.upsert import UpsertWrites
 
 #: Study system attrs written once at creation; a joining spec must agree with them.
 ATTR_METRIC = "hpo:metric"
@@ -105,7 +105,7 @@ def load(spec: StudySpec, url: str, *, node: str = "", index: int = 0) -> StudyH
     storage = open_storage(url, spec.retry)
     study = optuna.load_study(
         study_name=spec.name,
-        storage=TrialCache(storage) if isinstance(storage, RDBStorage) else storage,
+        storage=TrialCache(storage) if isinstance(storage, UpsertWrites) else storage,
         sampler=build_sampler(spec, node, index),
         pruner=build_pruner(spec),
     )

@@ -1,11 +1,13 @@
-"""One statement per write of a running trial's report or attributes (PostgreSQL, SQLite).
+"""One statement for each of a worker's frequent storage operations (PostgreSQL, SQLite).
 
 Optuna's RDBStorage reads the trial to check that it is still running, then reads the old row,
 then writes: three statements for each ``report`` and two for each attribute. Here the check and
 the write are one ``INSERT ... SELECT ... WHERE state = 'RUNNING' ON CONFLICT DO UPDATE``: a
 row is written only while the trial runs, and only when nothing was written does a second
-query say why (no such trial, or already finished). The rows are Optuna's own, so the study
-stays readable by Optuna and optuna-dashboard. Other databases keep Optuna's statements.
+query say why (no such trial, or already finished). Claiming a waiting trial and reading the
+rung values a pruner compares are likewise one statement each. The rows are Optuna's own, so
+the study stays readable by Optuna and optuna-dashboard. Other databases keep Optuna's
+statements.
 """
 
 from __future__ import annotations
@@ -47,6 +49,14 @@ _START = sqlalchemy.text(
     "UPDATE trials SET state = 'RUNNING', datetime_start = :now"
     " WHERE trial_id = :trial_id AND state = 'WAITING'"
 )
+
+
+_SYSTEM_ATTRS_LIKE = sqlalchemy.text(
+    "SELECT t.trial_id, t.number, a.key, a.value_json FROM trials t"
+    " JOIN trial_system_attributes a ON a.trial_id = t.trial_id"
+    " WHERE t.study_id = :study_id AND a.key LIKE :pattern"
+    " AND (t.trial_id > :after OR t.trial_id IN :ids)"
+).bindparams(sqlalchemy.bindparam("ids", expanding=True))
 
 
 def _attrs_statement(table: str, n: int) -> sqlalchemy.TextClause:
@@ -96,6 +106,16 @@ class UpsertWrites(RDBStorage):
                 if trial_id is not None:
                     conn.execute(_START, {"trial_id": trial_id, "now": now})
         return None if trial_id is None else (int(trial_id), now)
+
+    def system_attrs_like(
+        self, study_id: int, pattern: str, after: int, ids: list[int]
+    ) -> list[tuple[int, int, str, Any]]:
+        """(trial id, number, key, value) of the system attrs matching the SQL ``pattern`` of
+        the study's trials with an id above ``after`` or in ``ids``."""
+        params = {"study_id": study_id, "pattern": pattern, "after": after, "ids": ids}
+        with self.engine.connect() as conn:
+            rows = conn.execute(_SYSTEM_ATTRS_LIKE, params).all()
+        return [(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
 
     def set_trial_intermediate_value(
         self, trial_id: int, step: int, intermediate_value: float
