@@ -28,7 +28,7 @@ from typing import Any
 from optuna.distributions import BaseDistribution
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
-from optuna.storages._cached_storage import _CachedStorage
+from optuna.storages._cached_storage import _CachedStorage, _StudyInfo
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from hpo.study.upsert import UpsertWrites
@@ -104,6 +104,7 @@ class TrialCache(_CachedStorage):
         return trials
 
     def _add_trials_to_cache(self, study_id: int, trials: list[FrozenTrial]) -> None:
+        self._studies.setdefault(study_id, _StudyInfo())  # a study this process never read
         super()._add_trials_to_cache(study_id, trials)
         info = self._studies[study_id]
         log = self._log.setdefault(study_id, [])
@@ -153,6 +154,15 @@ class TrialCache(_CachedStorage):
         with self._lock:
             self._add_trials_to_cache(study_id, [copy.deepcopy(trial)])
         self._owned[trial_id] = trial
+        return trial_id
+
+    def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
+        trial_id = super().create_new_trial(study_id, template_trial)
+        with self._lock:
+            where = self._trial_id_to_study_id_and_number[trial_id]
+            trial = self._studies[where[0]].trials[where[1]]
+        if trial.state == TrialState.RUNNING:  # Study.ask created it for this process
+            self._owned[trial_id] = copy.deepcopy(trial)
         return trial_id
 
     def _get_waiting(self, trial_id: int) -> FrozenTrial | None:
