@@ -144,3 +144,6 @@ def _insert(engine: sqlalchemy.Engine, rows: dict[str, list[Any]]) -> None:
         ]
         if system:
             conn.execute(meta.tables["trial_system_attributes"].insert(), system)
+    if engine.name == "postgresql":  # as after any bulk load: autovacuum would do it later
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(sqlalchemy.text("ANALYZE"))

@@ -20,6 +20,7 @@ from hpo.spec import (
     ordered,
 )
 from hpo.study.hyperband import FastHyperbandPruner
+from hpo.study.tpe import FastTPESampler
 
 
 def worker_seed(base: int | None, node: str, index: int) -> int | None:
@@ -34,7 +35,7 @@ def build_sampler(spec: StudySpec, node: str = "", index: int = 0) -> optuna.sam
     s = spec.sampler
     seed = worker_seed(s.seed, node, index)
     if isinstance(s, TpeSpec):
-        return optuna.samplers.TPESampler(
+        return FastTPESampler(
             seed=seed,
             n_startup_trials=s.n_startup_trials,
             n_ei_candidates=s.n_ei_candidates,
