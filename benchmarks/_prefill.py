@@ -18,23 +18,21 @@ import math
 import random
 from typing import Any
 
+import _noop_objective as noop
 import optuna
 import sqlalchemy
 from optuna.storages._rdb import models
 from optuna.trial import TrialState
 
-import _noop_objective as noop
-
 MIN_RESOURCE, REDUCTION = 1, 3
+_FINITE_VALUE = models.TrialValueModel.TrialValueType.FINITE
 _FINITE = models.TrialIntermediateValueModel.TrialIntermediateValueType.FINITE
 
 
 def _brackets(max_resource: int) -> list[int]:
     """Optuna's trial allocation budget per bracket (HyperbandPruner._try_initialization)."""
     n = math.floor(math.log(max_resource / MIN_RESOURCE, REDUCTION)) + 1
-    return [
-        math.ceil(n * REDUCTION ** (n - 1 - b) / (n - b)) for b in range(n)
-    ]
+    return [math.ceil(n * REDUCTION ** (n - 1 - b) / (n - b)) for b in range(n)]
 
 
 def _bracket_id(study_name: str, number: int, budgets: list[int]) -> int:
@@ -81,9 +79,7 @@ def prefill(study: optuna.Study, n: int, seed: int = 0) -> None:
     study_id = study._study_id
     rng = random.Random(seed)
     hyperband = _Hyperband(study.study_name, noop.EPOCHS)
-    dist = optuna.distributions.distribution_to_json(
-        optuna.distributions.FloatDistribution(0, 1)
-    )
+    dist = optuna.distributions.distribution_to_json(optuna.distributions.FloatDistribution(0, 1))
     now = datetime.datetime(2026, 1, 1)
     rows: dict[str, list[dict[str, Any]]] = {
         "trials": [],
@@ -106,15 +102,15 @@ def prefill(study: optuna.Study, n: int, seed: int = 0) -> None:
         )
         rows["params"].append({"param_name": "x", "param_value": x, "distribution_json": dist})
         rows["values"].append(
-            {"objective": 0, "value": curve[max(curve)], "value_type": models.TrialValueModel.TrialValueType.FINITE}
+            {"objective": 0, "value": curve[max(curve)], "value_type": _FINITE_VALUE}
         )
         rows["intermediate"].append(
-            [{"step": s, "intermediate_value": v, "intermediate_value_type": _FINITE}
-             for s, v in curve.items()]
+            [
+                {"step": s, "intermediate_value": v, "intermediate_value_type": _FINITE}
+                for s, v in curve.items()
+            ]
         )
-        rows["system"].append(
-            [{"key": k, "value_json": json.dumps(v)} for k, v in attrs.items()]
-        )
+        rows["system"].append([{"key": k, "value_json": json.dumps(v)} for k, v in attrs.items()])
     _insert(engine, rows)
 
 
@@ -122,10 +118,14 @@ def _insert(engine: sqlalchemy.Engine, rows: dict[str, list[Any]]) -> None:
     meta = models.BaseModel.metadata
     trials = meta.tables["trials"]
     with engine.begin() as conn:
-        ids = conn.execute(
-            trials.insert().returning(trials.c.trial_id, sort_by_parameter_order=True),
-            rows["trials"],
-        ).scalars().all()
+        ids = (
+            conn.execute(
+                trials.insert().returning(trials.c.trial_id, sort_by_parameter_order=True),
+                rows["trials"],
+            )
+            .scalars()
+            .all()
+        )
         conn.execute(
             meta.tables["trial_params"].insert(),
             [{**r, "trial_id": i} for i, r in zip(ids, rows["params"], strict=True)],
@@ -136,8 +136,11 @@ def _insert(engine: sqlalchemy.Engine, rows: dict[str, list[Any]]) -> None:
         )
         conn.execute(
             meta.tables["trial_intermediate_values"].insert(),
-            [{**r, "trial_id": i} for i, rs in zip(ids, rows["intermediate"], strict=True)
-             for r in rs],
+            [
+                {**r, "trial_id": i}
+                for i, rs in zip(ids, rows["intermediate"], strict=True)
+                for r in rs
+            ],
         )
         system = [
             {**r, "trial_id": i} for i, rs in zip(ids, rows["system"], strict=True) for r in rs

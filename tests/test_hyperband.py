@@ -22,9 +22,7 @@ from hpo.study.upsert import UpsertWrites
 EPOCHS = 9
 
 
-def _studies(
-    tmp_path: Path, direction: str, **pruner: object
-) -> tuple[optuna.Study, optuna.Study]:
+def _studies(tmp_path: Path, direction: str, **pruner: object) -> tuple[optuna.Study, optuna.Study]:
     plain = optuna.create_study(
         storage=f"sqlite:///{tmp_path / 'plain.db'}",
         study_name="bracketed",

@@ -87,9 +87,7 @@ class TrialCache(_CachedStorage):
         with self._lock:
             info = self._studies[study_id]
             after, ids = info.last_finished_trial_id, sorted(info.unfinished_trial_ids)
-        rows = self._db.system_attrs_like(
-            study_id, pattern, after, ids
-        )
+        rows = self._db.system_attrs_like(study_id, pattern, after, ids)
         return [row for row in rows if row[0] not in self._logged]
 
     def _unfinished_locked(self, study_id: int) -> list[FrozenTrial]:
