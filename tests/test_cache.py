@@ -148,3 +148,41 @@ def test_rung_values_of_unlogged_trials_in_one_query(url: str, unique_name: str)
     assert [(number, key, value) for _, number, key, value in rows] == [
         (running.number, "completed_rung_0", 0.3)
     ]
+
+
+def test_bulk_enqueue_writes_what_enqueue_trial_writes(url: str, unique_name: str) -> None:
+    study, cache = _study(url, unique_name)
+    study.enqueue_trial({"x": 1})
+    with statements() as seen:
+        cache.backend.enqueue_waiting(study._study_id, [{"x": 2}, {"x": 3}, {}])
+    if cache.backend.engine.name == "postgresql":  # SQLite inserts row by row to return ids
+        assert len(seen) == 4  # lock the study row, count, insert trials, insert their params
+    stored = optuna.load_study(study_name=unique_name, storage=url).trials
+    assert [(t.number, t.state, t.system_attrs) for t in stored] == [
+        (0, TrialState.WAITING, {"fixed_params": {"x": 1}}),
+        (1, TrialState.WAITING, {"fixed_params": {"x": 2}}),
+        (2, TrialState.WAITING, {"fixed_params": {"x": 3}}),
+        (3, TrialState.WAITING, {"fixed_params": {}}),
+    ]
+    trial_id = cache.claim(study._study_id)
+    assert trial_id is not None and cache.get_trial(trial_id).params == {}
+    assert optuna.Trial(study, trial_id).suggest_int("x", 0, 9) == 1  # fixed, as enqueued
+
+
+def test_bulk_enqueue_numbers_trials_beside_optuna_processes(
+    postgres_url: str, unique_name: str
+) -> None:
+    study, cache = _study(postgres_url, unique_name)
+    plain = optuna.load_study(study_name=unique_name, storage=postgres_url)
+
+    def creates() -> None:  # Optuna's own trial creation, numbered under the same lock
+        for _ in range(30):
+            plain.enqueue_trial({})
+
+    thread = threading.Thread(target=creates)
+    thread.start()
+    for _ in range(10):
+        cache.backend.enqueue_waiting(study._study_id, [{}, {}, {}])
+    thread.join()
+    numbers = sorted(t.number for t in study.get_trials(deepcopy=False))
+    assert numbers == list(range(60))

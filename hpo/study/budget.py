@@ -21,6 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo.spec import GridSpec, StudySpec
 from hpo.study.cache import TrialCache
 from hpo.study.storage import Storage, retry_callback, study_lock
+from hpo.study.upsert import UpsertWrites
 
 
 def is_retry(trial: FrozenTrial) -> bool:
@@ -73,8 +74,11 @@ def refill(study: optuna.Study, storage: Storage, spec: StudySpec, force: bool =
             points = [p for p in _shuffled_grid(spec) if _key(p) not in seen][:missing]
         else:
             points = [{}] * missing
-        for params in points:
-            study.enqueue_trial(params)
+        if isinstance(storage, UpsertWrites) and storage.upserts:
+            storage.enqueue_waiting(study._study_id, points)
+        else:
+            for params in points:
+                study.enqueue_trial(params)
         return len(points)
 
 

@@ -51,7 +51,7 @@ class TrialCache(_CachedStorage):
     @property
     def claims(self) -> bool:
         """Whether :meth:`claim` works here (PostgreSQL and SQLite)."""
-        return self._backend.engine.name in ("postgresql", "sqlite")
+        return self._db.upserts
 
     @property
     def backend(self) -> UpsertWrites:

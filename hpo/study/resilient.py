@@ -35,6 +35,7 @@ _CONNECTION_ERRORS = (
 #: RDBStorage methods hpo's processes call (directly, or through Optuna's _CachedStorage, which
 #: also calls the private ones), each wrapped with the retry loop.
 _RETRIED = (
+    "enqueue_waiting",
     "system_attrs_like",
     "claim_waiting",
     "_create_new_trial",
