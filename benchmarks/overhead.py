@@ -1,14 +1,16 @@
 """Per-trial orchestration overhead: hpo's worker loop vs a plain Optuna script, on PostgreSQL.
 
 Both sides run a no-op objective that reports 10 epochs (report + should_prune each) under a
-Hyperband pruner with TPE, after the study already holds N finished trials. The hpo side runs the
-real worker loop (``hpo.worker.run_worker``: stale-trial check, claim from the budget pool,
-heartbeat thread, per-trial records, tell); the Optuna side runs ``study.optimize`` on a freshly
-loaded study, as a worker process joining would. Both are timed in steady state: from the end of
-the first measured trial to the end of the last (the first trial pays the one-time load of the
-study into Optuna's trial cache).
+Hyperband pruner with TPE, after the study already holds N finished trials (``_prefill``: a
+sequential Hyperband history, most trials pruned at a rung, as a real study holds). The hpo
+side runs the real worker loop (``hpo.worker.run_worker``: stale-trial check, claim from the
+budget pool, heartbeat thread, per-trial records, tell); the Optuna side runs
+``study.optimize`` on a freshly loaded study, as a worker process joining would. Both are timed
+in steady state: from the end of the first measured trial to the end of the last (the first
+trial pays the one-time load of the study into the trial cache). Each side runs ``--repeats``
+times, alternating, and the median is reported; each benchmark study is deleted afterwards.
 
-    python benchmarks/overhead.py --sizes 100,1000 --measure 30
+    python benchmarks/overhead.py --sizes 100,1000,10000 --measure 30 --repeats 3
     HPO_BENCH_POSTGRES=postgresql+psycopg2://postgres@127.0.0.1:5432/test (default)
 
 Prints JSON, then one summary line.
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import threading
 import time
@@ -94,7 +97,9 @@ def bench_hpo(size: int, measure: int) -> dict[str, float]:
         threading.Event(),
         lambda event: meter.mark() if event["event"] == "trial_end" else None,
     )
-    return meter.result()
+    result = meter.result()
+    _drop(name)
+    return result
 
 
 def bench_optuna(size: int, measure: int) -> dict[str, float]:
@@ -119,13 +124,25 @@ def bench_optuna(size: int, measure: int) -> dict[str, float]:
 
     meter = _Meter()
     study.optimize(objective, n_trials=measure, callbacks=[lambda s, t: meter.mark()])
-    return meter.result()
+    result = meter.result()
+    _drop(name)
+    return result
+
+
+def _drop(name: str) -> None:
+    """Delete the benchmark's study, so that runs do not grow the database."""
+    optuna.delete_study(study_name=name, storage=URL)
+
+
+def _median(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100,1000", help="finished trials before measuring")
     parser.add_argument("--measure", type=int, default=30, help="trials timed at each size")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each side (median)")
     args = parser.parse_args()
     quiet_optuna()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -133,14 +150,15 @@ def main() -> None:
         "storage": "postgresql",
         "epochs_per_trial": noop.EPOCHS,
         "measured_trials": args.measure,
-        "ms_per_trial": {},
+        "repeats": args.repeats,
     }
     table: dict[int, dict[str, dict[str, float]]] = {}
     for size in sizes:
-        table[size] = {
-            "hpo": bench_hpo(size, args.measure),
-            "optuna": bench_optuna(size, args.measure),
-        }
+        runs: dict[str, list[dict[str, float]]] = {"hpo": [], "optuna": []}
+        for _ in range(args.repeats):  # alternating, so both sides see the same machine load
+            runs["hpo"].append(bench_hpo(size, args.measure))
+            runs["optuna"].append(bench_optuna(size, args.measure))
+        table[size] = {side: _median(r) for side, r in runs.items()}
     result["per_trial"] = table
     print(json.dumps(result, indent=2))
     parts = [

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import optuna
 import pytest
-import sqlalchemy
+from conftest import sql_statements as statements
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
@@ -16,25 +14,9 @@ from hpo.study.cache import TrialCache
 from hpo.study.upsert import UpsertWrites
 
 
-@contextmanager
-def statements() -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def count(_conn: object, _cursor: object, statement: str, *args: object) -> None:
-        seen.append(statement)
-
-    sqlalchemy.event.listen(sqlalchemy.engine.Engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        sqlalchemy.event.remove(sqlalchemy.engine.Engine, "before_cursor_execute", count)
-
-
-@pytest.fixture(params=["postgres", "sqlite"])
-def url(request: pytest.FixtureRequest, tmp_path: object) -> str:
-    if request.param == "postgres":
-        return request.getfixturevalue("postgres_url")
-    return f"sqlite:///{tmp_path}/cache.db"
+@pytest.fixture
+def url(db_url: str) -> str:
+    return db_url
 
 
 def _study(url: str, name: str) -> tuple[optuna.Study, TrialCache]:

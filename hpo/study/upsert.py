@@ -17,9 +17,10 @@ import json
 from typing import Any
 
 import sqlalchemy
-from optuna.storages import RDBStorage
 from optuna.storages._rdb import models
 from optuna.trial import TrialState
+
+from hpo.study.reads import TrialReads, utc
 
 _UPSERT_DIALECTS = ("postgresql", "sqlite")
 
@@ -72,7 +73,7 @@ def _attrs_statement(table: str, n: int) -> sqlalchemy.TextClause:
     )
 
 
-class UpsertWrites(RDBStorage):
+class UpsertWrites(TrialReads):
     """RDBStorage whose writes to a running trial take one statement each."""
 
     @property
@@ -104,12 +105,13 @@ class UpsertWrites(RDBStorage):
             raise NotImplementedError(self.engine.name)
         now = datetime.datetime.now()
         with self.engine.begin() as conn:
+            stored = utc(now)
             if self.engine.name == "postgresql":
-                trial_id = conn.execute(_CLAIM_PG, {"study_id": study_id, "now": now}).scalar()
+                trial_id = conn.execute(_CLAIM_PG, {"study_id": study_id, "now": stored}).scalar()
             else:  # SQLite: the transaction already holds the database's write lock
                 trial_id = conn.execute(_NEXT_WAITING, {"study_id": study_id}).scalar()
                 if trial_id is not None:
-                    conn.execute(_START, {"trial_id": trial_id, "now": now})
+                    conn.execute(_START, {"trial_id": trial_id, "now": stored})
         return None if trial_id is None else (int(trial_id), now)
 
     def system_attrs_like(
