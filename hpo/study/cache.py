@@ -139,7 +139,10 @@ class TrialCache(_CachedStorage):
 
     def claim(self, study_id: int) -> int | None:
         """Take the study's first WAITING trial for this process (one statement); its id."""
-        claimed = self._db.claim_waiting(study_id)
+        with self._lock:
+            info = self._studies.setdefault(study_id, _StudyInfo())
+            after, ids = info.last_finished_trial_id, sorted(info.unfinished_trial_ids)
+        claimed = self._db.claim_waiting(study_id, after, ids)
         if claimed is None:
             return None
         trial_id, started = claimed

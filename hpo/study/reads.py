@@ -31,25 +31,26 @@ _STEP_TYPE = models.TrialIntermediateValueModel.TrialIntermediateValueType
 _PARAM, _VALUE, _STEP, _USER, _SYSTEM = range(5)
 
 
-def _related(trial_filter: Any) -> sqlalchemy.CompoundSelect:
-    """Every param, value, intermediate value, user and system attr of the selected trials."""
+#: Trial ids per relation query (SQLite allows 32,766 bound values in one statement).
+_CHUNK = 5000
+
+
+def _related(ids: list[int]) -> sqlalchemy.CompoundSelect:
+    """Every param, value, intermediate value, user and system attr of the trials ``ids``:
+    each table looked up on its own (trial_id, ...) index, no join."""
     text, num, flt = sqlalchemy.String, sqlalchemy.Integer, sqlalchemy.Float
 
     def part(kind: int, table: str, i: Any, f: Any, s1: Any, s2: Any) -> sqlalchemy.Select:
         t = _T[table]
-        return (
-            sqlalchemy.select(
-                sqlalchemy.literal(kind, num).label("kind"),
-                list(t.primary_key)[0].label("pk"),
-                t.c.trial_id,
-                sqlalchemy.cast(i(t) if i else sqlalchemy.null(), num).label("i"),
-                sqlalchemy.cast(f(t) if f else sqlalchemy.null(), flt).label("f"),
-                sqlalchemy.cast(s1(t), text).label("s1"),
-                sqlalchemy.cast(s2(t) if s2 else sqlalchemy.null(), text).label("s2"),
-            )
-            .join(_TRIALS, _TRIALS.c.trial_id == t.c.trial_id)
-            .where(trial_filter)
-        )
+        return sqlalchemy.select(
+            sqlalchemy.literal(kind, num).label("kind"),
+            list(t.primary_key)[0].label("pk"),
+            t.c.trial_id,
+            sqlalchemy.cast(i(t) if i else sqlalchemy.null(), num).label("i"),
+            sqlalchemy.cast(f(t) if f else sqlalchemy.null(), flt).label("f"),
+            sqlalchemy.cast(s1(t), text).label("s1"),
+            sqlalchemy.cast(s2(t) if s2 else sqlalchemy.null(), text).label("s2"),
+        ).where(t.c.trial_id.in_(ids))
 
     return sqlalchemy.union_all(
         part(_PARAM, "trial_params", lambda t: t.c.param_id, lambda t: t.c.param_value,
@@ -139,24 +140,40 @@ class TrialReads(RDBStorage):
         trial_id_greater_than: int,
     ) -> list[FrozenTrial]:
         included = sorted(i for i in included_trial_ids if i <= trial_id_greater_than)
-        where = _TRIALS.c.study_id == study_id
+        rows = self._trial_rows(study_id, states, included, trial_id_greater_than)
+        if not rows:
+            self.get_study_name_from_id(study_id)  # KeyError for a study that is not there
+            return []
+        parts = {row.trial_id: _Parts() for row in rows}
+        ids = list(parts)
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), _CHUNK):
+                for kind, _, trial_id, i, f, s1, s2 in conn.execute(
+                    _related(ids[start : start + _CHUNK])
+                ):
+                    parts[trial_id].add(kind, i, f, s1, s2)
+        return [parts[row.trial_id].build(row) for row in rows]
+
+    def _trial_rows(
+        self,
+        study_id: int,
+        states: Container[TrialState] | None,
+        included: list[int],
+        greater_than: int,
+    ) -> list[Any]:
+        if greater_than > -1:
+            # A refresh: the few trials above the last finished id or listed unfinished. The
+            # "+ 0" keeps the planner on the primary key: with the study's statistics out of
+            # date (autovacuum re-analyzes after 10% of a table changed) it otherwise scans
+            # every trial of the study through the study_id index (1.4 ms at 10,000 trials).
+            newer = _TRIALS.c.trial_id > greater_than
+            by_id = sqlalchemy.or_(newer, _TRIALS.c.trial_id.in_(included)) if included else newer
+            where = (_TRIALS.c.study_id + 0 == study_id) & by_id
+        else:
+            where = _TRIALS.c.study_id == study_id
         if states is not None:
             assert isinstance(states, Iterable)
             where = where & _TRIALS.c.state.in_(list(states))
-        if trial_id_greater_than > -1:
-            newer = _TRIALS.c.trial_id > trial_id_greater_than
-            where = where & (
-                sqlalchemy.or_(newer, _TRIALS.c.trial_id.in_(included)) if included else newer
-            )
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                sqlalchemy.select(_TRIALS).where(where).order_by(_TRIALS.c.trial_id)
-            ).all()
-            if not rows:
-                self.get_study_name_from_id(study_id)  # KeyError for a study that is not there
-                return []
-            parts = {row.trial_id: _Parts() for row in rows}
-            for kind, _, trial_id, i, f, s1, s2 in conn.execute(_related(where)):
-                if trial_id in parts:
-                    parts[trial_id].add(kind, i, f, s1, s2)
-        return [parts[row.trial_id].build(row) for row in rows]
+            query = sqlalchemy.select(_TRIALS).where(where).order_by(_TRIALS.c.trial_id)
+            return list(conn.execute(query).all())

@@ -35,17 +35,20 @@ _INTERMEDIATE = sqlalchemy.text(
 )
 
 
+# A WAITING trial has an id above the last finished one this worker read, or was unfinished
+# then (``TrialCache``): bounding by those ids keeps the claim on the primary key instead of
+# scanning every trial of the study (1.8 ms per claim at 10,000 trials); "+ 0" keeps the planner
+# off the study_id index even with out-of-date statistics (see hpo.study.reads).
+_WAITING = (
+    "SELECT trial_id FROM trials WHERE study_id + 0 = :study_id AND state = 'WAITING'"
+    " AND (trial_id > :after OR trial_id IN :ids) ORDER BY number, trial_id LIMIT 1"
+)
 _CLAIM_PG = sqlalchemy.text(
     "UPDATE trials SET state = 'RUNNING', datetime_start = :now"
-    " WHERE state = 'WAITING' AND trial_id = ("
-    "SELECT trial_id FROM trials WHERE study_id = :study_id AND state = 'WAITING'"
-    " ORDER BY number, trial_id LIMIT 1 FOR UPDATE SKIP LOCKED)"
+    f" WHERE state = 'WAITING' AND trial_id = ({_WAITING} FOR UPDATE SKIP LOCKED)"
     " RETURNING trial_id"
-)
-_NEXT_WAITING = sqlalchemy.text(
-    "SELECT trial_id FROM trials WHERE study_id = :study_id AND state = 'WAITING'"
-    " ORDER BY number, trial_id LIMIT 1"
-)
+).bindparams(sqlalchemy.bindparam("ids", expanding=True))
+_NEXT_WAITING = sqlalchemy.text(_WAITING).bindparams(sqlalchemy.bindparam("ids", expanding=True))
 _START = sqlalchemy.text(
     "UPDATE trials SET state = 'RUNNING', datetime_start = :now"
     " WHERE trial_id = :trial_id AND state = 'WAITING'"
@@ -59,7 +62,7 @@ _SYSTEM_ATTRS_LIKE = sqlalchemy.text(
     "SELECT a.trial_id, t.number, a.key, a.value_json FROM trial_system_attributes a"
     " JOIN trials t ON t.trial_id = a.trial_id"
     " WHERE (a.trial_id > :after OR a.trial_id IN :ids) AND a.key LIKE :pattern"
-    " AND t.study_id = :study_id"
+    " AND t.study_id + 0 = :study_id"
 ).bindparams(sqlalchemy.bindparam("ids", expanding=True))
 
 
@@ -94,8 +97,12 @@ class UpsertWrites(TrialReads):
         self.check_trial_is_updatable(trial_id, TrialState[state])
         raise RuntimeError(f"trial {trial_id} is {state}: not written")  # WAITING: never ours
 
-    def claim_waiting(self, study_id: int) -> tuple[int, datetime.datetime] | None:
+    def claim_waiting(
+        self, study_id: int, after: int = -1, ids: list[int] | None = None
+    ) -> tuple[int, datetime.datetime] | None:
         """Mark the study's first WAITING trial RUNNING; its id and start time, or None.
+
+        Only trials with an id above ``after`` or in ``ids`` are looked at (all by default).
 
         What ``Study._pop_waiting_trial_id`` does, in one statement on PostgreSQL (``FOR UPDATE
         SKIP LOCKED``: concurrent workers take different trials) and in one ``BEGIN IMMEDIATE``
@@ -105,13 +112,13 @@ class UpsertWrites(TrialReads):
             raise NotImplementedError(self.engine.name)
         now = datetime.datetime.now()
         with self.engine.begin() as conn:
-            stored = utc(now)
+            params = {"study_id": study_id, "now": utc(now), "after": after, "ids": ids or []}
             if self.engine.name == "postgresql":
-                trial_id = conn.execute(_CLAIM_PG, {"study_id": study_id, "now": stored}).scalar()
+                trial_id = conn.execute(_CLAIM_PG, params).scalar()
             else:  # SQLite: the transaction already holds the database's write lock
-                trial_id = conn.execute(_NEXT_WAITING, {"study_id": study_id}).scalar()
+                trial_id = conn.execute(_NEXT_WAITING, params).scalar()
                 if trial_id is not None:
-                    conn.execute(_START, {"trial_id": trial_id, "now": stored})
+                    conn.execute(_START, {"trial_id": trial_id, "now": params["now"]})
         return None if trial_id is None else (int(trial_id), now)
 
     def system_attrs_like(
