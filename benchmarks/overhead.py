@@ -43,13 +43,13 @@ URL = os.environ.get("HPO_BENCH_POSTGRES", "postgresql+psycopg2://postgres@127.0
 DIST = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
 
 
-def _spec(name: str, n_trials: int) -> StudySpec:
+def _spec(name: str, n_trials: int, sampler: str = "tpe") -> StudySpec:
     return StudySpec.model_validate(
         {
             "name": name,
             "objective": "_noop_objective:objective",
             "metric": {"name": "score", "direction": "maximize"},
-            "sampler": {"type": "tpe", "seed": 0},
+            "sampler": {"type": sampler, "seed": 0},
             "pruner": {"type": "hyperband", "min_resource": 1, "max_resource": noop.EPOCHS},
             "budget": {"n_trials": n_trials},
             "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
@@ -84,11 +84,11 @@ class _Meter:
         }
 
 
-def bench_hpo(size: int, measure: int) -> dict[str, float]:
+def bench_hpo(size: int, measure: int, sampler: str) -> dict[str, float]:
     name = f"bench-hpo-{uuid.uuid4().hex[:8]}"
     study = optuna.create_study(storage=URL, study_name=name, direction="maximize")
     prefill(study, size)
-    spec = _spec(name, size + measure)
+    spec = _spec(name, size + measure, sampler)
     prepare(spec, URL, n_trials=size + measure)  # finished trials fill all but `measure`
     ctx = WorkerContext(spec=spec, storage_url=URL, index=0, node="bench")
     meter = _Meter()
@@ -102,13 +102,17 @@ def bench_hpo(size: int, measure: int) -> dict[str, float]:
     return result
 
 
-def bench_optuna(size: int, measure: int) -> dict[str, float]:
+def bench_optuna(size: int, measure: int, sampler: str) -> dict[str, float]:
     name = f"bench-optuna-{uuid.uuid4().hex[:8]}"
     prefill(optuna.create_study(storage=URL, study_name=name, direction="maximize"), size)
     study = optuna.load_study(
         storage=URL,
         study_name=name,
-        sampler=optuna.samplers.TPESampler(seed=0),
+        sampler=(
+            optuna.samplers.TPESampler(seed=0)
+            if sampler == "tpe"
+            else optuna.samplers.RandomSampler(seed=0)
+        ),
         pruner=optuna.pruners.HyperbandPruner(1, noop.EPOCHS),
     )
 
@@ -143,6 +147,12 @@ def main() -> None:
     parser.add_argument("--sizes", default="100,1000", help="finished trials before measuring")
     parser.add_argument("--measure", type=int, default=30, help="trials timed at each size")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each side (median)")
+    parser.add_argument(
+        "--sampler",
+        choices=["tpe", "random"],
+        default="tpe",
+        help="random: orchestration alone, without TPE's own O(trials) Parzen estimator math",
+    )
     args = parser.parse_args()
     quiet_optuna()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -151,13 +161,14 @@ def main() -> None:
         "epochs_per_trial": noop.EPOCHS,
         "measured_trials": args.measure,
         "repeats": args.repeats,
+        "sampler": args.sampler,
     }
     table: dict[int, dict[str, dict[str, float]]] = {}
     for size in sizes:
         runs: dict[str, list[dict[str, float]]] = {"hpo": [], "optuna": []}
         for _ in range(args.repeats):  # alternating, so both sides see the same machine load
-            runs["hpo"].append(bench_hpo(size, args.measure))
-            runs["optuna"].append(bench_optuna(size, args.measure))
+            runs["hpo"].append(bench_hpo(size, args.measure, args.sampler))
+            runs["optuna"].append(bench_optuna(size, args.measure, args.sampler))
         table[size] = {side: _median(r) for side, r in runs.items()}
     result["per_trial"] = table
     print(json.dumps(result, indent=2))
@@ -167,7 +178,10 @@ def main() -> None:
         f"{v['optuna']['cpu_ms']} / {v['optuna']['statements']}"
         for s, v in table.items()
     ]
-    print("per trial (ask + 10 x report/should_prune + tell): " + "; ".join(parts))
+    print(
+        f"per trial ({args.sampler} + hyperband, ask + 10 x report/should_prune + tell): "
+        + "; ".join(parts)
+    )
 
 
 if __name__ == "__main__":

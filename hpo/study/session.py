@@ -103,12 +103,15 @@ def load(spec: StudySpec, url: str, *, node: str = "", index: int = 0) -> StudyH
     the worker's own running trial answered locally); ``handle.storage`` stays the database.
     """
     storage = open_storage(url, spec.retry)
+    cache = TrialCache(storage) if isinstance(storage, UpsertWrites) else None
     study = optuna.load_study(
         study_name=spec.name,
-        storage=TrialCache(storage) if isinstance(storage, UpsertWrites) else storage,
+        storage=cache or storage,
         sampler=build_sampler(spec, node, index),
         pruner=build_pruner(spec),
     )
+    if cache is not None:
+        cache.refresh(study._study_id)  # the one full read of the study, before any trial
     return StudyHandle(study, storage, created=False)
 
 
