@@ -10,51 +10,39 @@ bracket of each trial is the one Optuna's HyperbandPruner computes from the stud
 
 from __future__ import annotations
 
-import binascii
 import bisect
 import datetime
 import json
-import math
 import random
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import _noop_objective as noop
 import optuna
 import sqlalchemy
 from optuna.storages._rdb import models
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 MIN_RESOURCE, REDUCTION = 1, 3
 _FINITE_VALUE = models.TrialValueModel.TrialValueType.FINITE
 _FINITE = models.TrialIntermediateValueModel.TrialIntermediateValueType.FINITE
 
 
-def _brackets(max_resource: int) -> list[int]:
-    """Optuna's trial allocation budget per bracket (HyperbandPruner._try_initialization)."""
-    n = math.floor(math.log(max_resource / MIN_RESOURCE, REDUCTION)) + 1
-    return [math.ceil(n * REDUCTION ** (n - 1 - b) / (n - b)) for b in range(n)]
-
-
-def _bracket_id(study_name: str, number: int, budgets: list[int]) -> int:
-    n = binascii.crc32(f"{study_name}_{number}".encode()) % sum(budgets)
-    for bracket, budget in enumerate(budgets):
-        n -= budget
-        if n < 0:
-            return bracket
-    raise AssertionError("unreachable")
-
-
 class _Hyperband:
     """SuccessiveHalving's rule per bracket and rung, for trials that run one after another."""
 
-    def __init__(self, study_name: str, epochs: int) -> None:
-        self.name, self.epochs = study_name, epochs
-        self.budgets = _brackets(epochs)
+    def __init__(self, study: optuna.Study, epochs: int) -> None:
+        self.study, self.epochs = study, epochs
+        # Optuna's own bracket assignment (crc32 of study name and trial number); with an
+        # integer max_resource its initialization reads no trials.
+        self.pruner = optuna.pruners.HyperbandPruner(MIN_RESOURCE, epochs, REDUCTION)
+        self.pruner._try_initialization(study)
         self.rungs: dict[tuple[int, int], list[float]] = {}
 
     def run(self, number: int, x: float) -> tuple[dict[int, float], dict[str, float], bool]:
         """The trial's reported curve, its rung attrs, and whether it was pruned."""
-        bracket = _bracket_id(self.name, number, self.budgets)
+        trial = cast(FrozenTrial, SimpleNamespace(number=number))  # all it reads of a trial
+        bracket = self.pruner._get_bracket_id(self.study, trial)
         curve: dict[int, float] = {}
         attrs: dict[str, float] = {}
         rung = 0
@@ -78,7 +66,7 @@ def prefill(study: optuna.Study, n: int, seed: int = 0) -> None:
     engine: sqlalchemy.Engine = backend.engine
     study_id = study._study_id
     rng = random.Random(seed)
-    hyperband = _Hyperband(study.study_name, noop.EPOCHS)
+    hyperband = _Hyperband(study, noop.EPOCHS)
     dist = optuna.distributions.distribution_to_json(optuna.distributions.FloatDistribution(0, 1))
     now = datetime.datetime(2026, 1, 1)
     rows: dict[str, list[dict[str, Any]]] = {

@@ -114,7 +114,7 @@ def claim(study: optuna.Study) -> optuna.Trial | None:
     """
     study._thread_local.cached_all_trials = None  # same per-trial sync as Study.ask
     storage = study._storage
-    if isinstance(storage, TrialCache) and storage.claims:
+    if isinstance(storage, TrialCache) and storage.backend.upserts:
         trial_id = storage.claim(study._study_id)
     else:
         trial_id = study._pop_waiting_trial_id()

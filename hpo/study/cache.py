@@ -49,11 +49,6 @@ class TrialCache(_CachedStorage):
         self._ids: dict[str, int] = {}  # study name -> id (a study's id never changes)
 
     @property
-    def claims(self) -> bool:
-        """Whether :meth:`claim` works here (PostgreSQL and SQLite)."""
-        return self._db.upserts
-
-    @property
     def backend(self) -> UpsertWrites:
         """The database storage behind the cache (locks, engine, outage state)."""
         return self._db
@@ -84,11 +79,16 @@ class TrialCache(_CachedStorage):
         Together with the log this covers every trial: the log holds the finished trials up
         to the last finished id read, and the rest have a higher id or are listed unfinished.
         """
-        with self._lock:
-            info = self._studies[study_id]
-            after, ids = info.last_finished_trial_id, sorted(info.unfinished_trial_ids)
+        after, ids = self._unread(study_id)
         rows = self._db.system_attrs_like(study_id, pattern, after, ids)
         return [row for row in rows if row[0] not in self._logged]
+
+    def _unread(self, study_id: int) -> tuple[int, list[int]]:
+        """Where trials outside the finished log can be: ids above the last finished one read,
+        and the ids read while unfinished (every other trial is finished and logged)."""
+        with self._lock:
+            info = self._studies.setdefault(study_id, _StudyInfo())
+            return info.last_finished_trial_id, sorted(info.unfinished_trial_ids)
 
     def _unfinished_locked(self, study_id: int) -> list[FrozenTrial]:
         info = self._studies[study_id]
@@ -139,10 +139,7 @@ class TrialCache(_CachedStorage):
 
     def claim(self, study_id: int) -> int | None:
         """Take the study's first WAITING trial for this process (one statement); its id."""
-        with self._lock:
-            info = self._studies.setdefault(study_id, _StudyInfo())
-            after, ids = info.last_finished_trial_id, sorted(info.unfinished_trial_ids)
-        claimed = self._db.claim_waiting(study_id, after, ids)
+        claimed = self._db.claim_waiting(study_id, *self._unread(study_id))
         if claimed is None:
             return None
         trial_id, started = claimed
@@ -257,12 +254,7 @@ class TrialCache(_CachedStorage):
 
     def set_trial_user_attrs(self, trial_id: int, attrs: dict[str, Any]) -> None:
         """Several user attrs of one trial in one transaction (where the database allows)."""
-        write = getattr(self._backend, "set_trial_user_attrs", None)
-        if write is not None:
-            self._write(trial_id, write, trial_id, attrs)
-        else:
-            for key, value in attrs.items():
-                self._write(trial_id, self._backend.set_trial_user_attr, trial_id, key, value)
+        self._write(trial_id, self._db.set_trial_user_attrs, trial_id, attrs)
         owned = self._owned.get(trial_id)
         if owned is not None:
             owned.user_attrs.update(copy.deepcopy(attrs))

@@ -14,10 +14,11 @@ Optuna's pruner unchanged.
 
 from __future__ import annotations
 
-import binascii
 import bisect
 import math
 from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import cast
 
 import optuna
 from optuna.pruners import HyperbandPruner, SuccessiveHalvingPruner
@@ -55,26 +56,20 @@ class FastHyperbandPruner(HyperbandPruner):
             self._try_initialization(study)
             if len(self._pruners) == 0:
                 return False
-        bracket = self._bracket(study.study_name, trial.number)
+        bracket = self._bracket(study, trial.number)
         halving = self._pruners[bracket]
         if halving._min_resource is None:  # "auto": estimated once from the trials, by Optuna
             return super().prune(study, trial)
         return self._halve(study, storage, trial, bracket, halving)
 
-    def _bracket(self, study_name: str, number: int) -> int:
-        """HyperbandPruner._get_bracket_id, remembered per trial number."""
-        key = (study_name, number)
+    def _bracket(self, study: optuna.Study, number: int) -> int:
+        """Optuna's ``_get_bracket_id`` (a crc32 of study name and trial number), remembered:
+        it reads nothing of the trial but its number, which the rung query returns alone."""
+        key = (study.study_name, number)
         bracket = self._brackets.get(key)
         if bracket is None:
-            n = binascii.crc32(f"{study_name}_{number}".encode())
-            n %= self._total_trial_allocation_budget
-            bracket = 0
-            for budget in self._trial_allocation_budgets:
-                n -= budget
-                if n < 0:
-                    break
-                bracket += 1
-            self._brackets[key] = bracket
+            trial = cast(FrozenTrial, SimpleNamespace(number=number))
+            bracket = self._brackets[key] = self._get_bracket_id(study, trial)
         return bracket
 
     def _halve(
@@ -124,7 +119,7 @@ class FastHyperbandPruner(HyperbandPruner):
         self._index(study, storage.finished_log(study_id))
         values: dict[str, list[float]] = {}
         for trial_id, number, key, v in storage.unlogged_system_attrs(study_id, _RUNG + "%"):
-            if trial_id == trial._trial_id or self._bracket(study.study_name, number) != bracket:
+            if trial_id == trial._trial_id or self._bracket(study, number) != bracket:
                 continue
             values.setdefault(key, []).append(v)
         return values
@@ -134,7 +129,7 @@ class FastHyperbandPruner(HyperbandPruner):
             self._rungs = _Rungs(study._study_id)
         rungs = self._rungs
         for finished in log[rungs.cursor :]:
-            bracket = self._bracket(study.study_name, finished.number)
+            bracket = self._bracket(study, finished.number)
             for key, v in finished.system_attrs.items():
                 if key.startswith(_RUNG):
                     bisect.insort(rungs.values.setdefault((bracket, key), []), v)
