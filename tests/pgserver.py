@@ -31,7 +31,7 @@ def _as_postgres(cmd: list[str]) -> list[str]:
 class PrivatePostgres:
     """initdb + pg_ctl in a temporary directory; ``url`` reaches it with trust auth."""
 
-    def __init__(self) -> None:
+    def __init__(self, listen: str = "127.0.0.1") -> None:
         # Not under pytest's tmp_path: that is private to root, and the server runs as postgres.
         root = Path(tempfile.mkdtemp(prefix="hpo-pg-"))
         root.chmod(0o755)
@@ -40,6 +40,7 @@ class PrivatePostgres:
         self.port = _free_port()
         self.url = f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/postgres"
         self.log = root / "pg.log"
+        self.listen = listen  # comma-separated addresses the server listens on
 
     @staticmethod
     def available() -> bool:
@@ -73,8 +74,13 @@ class PrivatePostgres:
         )
         return self
 
+    def trust(self, network: str) -> None:
+        """Accept connections from ``network`` (CIDR) without a password."""
+        with open(self.dir / "pg_hba.conf", "a") as hba:
+            hba.write(f"host all all {network} trust\n")
+
     def start(self) -> None:
-        opts = f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''"
+        opts = f"-p {self.port} -c listen_addresses={self.listen} -c unix_socket_directories=''"
         opts += " -c fsync=off"
         self._ctl("-o", opts, "start")
 

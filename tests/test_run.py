@@ -240,7 +240,9 @@ def test_objective_mode_tunes_user_code(write_spec, tmp_path: Path) -> None:
     assert complete and all(t.value == pytest.approx(-((t.params["x"] - 2) ** 2)) for t in complete)
 
 
-def test_a_crashing_trial_is_recorded_and_the_study_goes_on(write_spec, tmp_path: Path) -> None:
+def test_a_crashing_trial_is_retried_max_retries_times_and_the_study_goes_on(
+    write_spec, tmp_path: Path
+) -> None:
     (tmp_path / "flaky.py").write_text(
         "def objective(params, report):\n"
         "    if params['x'] > 0.5:\n"
@@ -264,11 +266,18 @@ def test_a_crashing_trial_is_recorded_and_the_study_goes_on(write_spec, tmp_path
 
     assert proc.returncode == 0, out
     trials = trials_of(f"sqlite:///{tmp_path / 'hpo.db'}", "flaky")
-    assert len(trials) == 8
+    originals = [t for t in trials if "failed_trial" not in t.system_attrs]
+    assert len(originals) == 8  # retries take no budget slot
     failed = [t for t in trials if t.state == TrialState.FAIL]
     assert failed and all(t.params["x"] > 0.5 for t in failed)
     assert all("RuntimeError: boom in user code" in t.user_attrs["fail_reason"] for t in failed)
     assert all(t.state == TrialState.COMPLETE for t in trials if t.params["x"] <= 0.5)
+    # A failure of the trial's own is retried exactly max_retries (default 2) times.
+    for original in (t for t in originals if t.state == TrialState.FAIL):
+        chain = [t for t in trials if t.system_attrs.get("failed_trial") == original.number]
+        assert len(chain) == 2 and all(t.state == TrialState.FAIL for t in chain)
+        assert [t.system_attrs["hpo:failures"] for t in chain] == [1, 2]
+        assert all(t.params == original.params for t in chain)
 
 
 def test_missing_pretrained_weights_offline_exit_2_before_any_write(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -14,13 +16,15 @@ from typing import Any, Protocol
 from optuna.trial import TrialState
 
 from hpo.dispatch.plan import WorkerPlan, detect_gpus, plan_workers
-from hpo.dispatch.supervisor import Supervisor
-from hpo.errors import SpecError
+from hpo.dispatch.supervisor import DELIBERATE, Supervisor
+from hpo.errors import SpecError, StorageError
 from hpo.models import MODELS
 from hpo.spec import StudySpec
 from hpo.study import (
     Snapshot,
     StudyHandle,
+    connection_headroom,
+    fail_stale,
     get_budget,
     prepare,
     record_node,
@@ -31,6 +35,9 @@ from hpo.study import (
 from hpo.study.artifacts import ENV_ARTIFACTS
 
 log = logging.getLogger(__name__)
+
+#: Overrides this node's name (default: the host name), e.g. one per Slurm task on a host.
+ENV_NODE = "HPO_NODE_NAME"
 
 #: Datasets fetched over the network: fetched once here, before workers start in parallel.
 DOWNLOADED = ("mnist", "fashion_mnist", "cifar10", "flowers102")
@@ -49,7 +56,7 @@ class RunOptions:
     logs_dir: Path = Path("hpo-logs")
     source: str = "spec"  # the spec's file name, for error messages
     artifacts: str | None = None  # --artifacts: checkpoints and best models
-    node: str = field(default_factory=socket.gethostname)
+    node: str = field(default_factory=lambda: os.environ.get(ENV_NODE) or socket.gethostname())
 
 
 class Observer(Protocol):
@@ -94,34 +101,87 @@ def _prepare_data(spec: StudySpec) -> None:
             raise SpecError(f"train.pretrained: {exc}") from None
 
 
-def _release_orphans(handle: StudyHandle, spec: StudySpec, node: str, pid: int, code: int) -> None:
+def _release_orphans(
+    handle: StudyHandle, spec: StudySpec, node: str, pid: int, code: int, sup: Supervisor
+) -> None:
     """A trial its worker left RUNNING (killed, crashed) is failed and retried at once,
-    without waiting for its heartbeat to go stale (which still catches it if this fails)."""
+    without waiting for its heartbeat to go stale (which still catches it if this fails).
+
+    A worker killed by a signal counts against its trial (the trial may have caused it); one
+    that exited on purpose (1: the database was gone) or was stopped does not.
+    """
+    counted = code not in DELIBERATE and not sup.stopping
     try:
-        _requeue_trials_of(handle, spec, node, pid, code)
+        for t in handle.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if t.user_attrs.get("node") == node and t.user_attrs.get("pid") == pid:
+                reason = f"worker died (exit {code})"
+                requeue(handle.study, t._trial_id, reason, spec.retry.max_retries, counted)
     except Exception as exc:  # noqa: BLE001 - storage down: the heartbeat path takes over
         log.warning("could not hand back the trial of worker pid %d: %s", pid, exc)
 
 
-def _requeue_trials_of(
-    handle: StudyHandle, spec: StudySpec, node: str, pid: int, code: int
-) -> None:
-    for t in handle.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if t.user_attrs.get("node") == node and t.user_attrs.get("pid") == pid:
-            requeue(handle.study, t._trial_id, f"worker died (exit {code})", spec.retry.max_retries)
-
-
 class _Ticker:
-    def __init__(self, handle: StudyHandle, observer: Observer, every: float = 2.0) -> None:
-        self.handle, self.observer, self.every, self.last = handle, observer, every, 0.0
+    """The supervisor's periodic work: the progress display, and failing other nodes' trials
+    whose heartbeat lapsed (on a timer, so a dead node's trial is retried within about
+    ``grace_period`` even while this node's workers are busy with long trials).
+
+    Once the storage has stayed unreachable past ``retry.storage_outage`` (``lost`` holds the
+    error) the ticker stops calling it, so the node winds down within one outage limit.
+    """
+
+    def __init__(self, handle: StudyHandle, spec: StudySpec, observer: Observer) -> None:
+        self.handle, self.observer, self.retry = handle, observer, spec.retry
+        self.every, self.last, self.next_stale = 2.0, 0.0, 0.0
+        self.lost: StorageError | None = None
 
     def __call__(self, force: bool = False) -> None:
-        if force or time.monotonic() - self.last >= self.every:
-            self.last = time.monotonic()
-            try:
-                self.observer.snapshot(snapshot(self.handle.study))
-            except Exception as exc:  # noqa: BLE001 - the display may lag; workers ride out outages
-                log.warning("progress not refreshed: %s", exc)
+        now = time.monotonic()
+        if now >= self.next_stale:
+            self.next_stale = now + self.retry.heartbeat_interval
+            self._guarded(self._fail_stale, "stale-trial check skipped")
+        if force or now - self.last >= self.every:
+            self.last = now
+            # The display may lag; workers ride out outages on their own.
+            self._guarded(
+                lambda: self.observer.snapshot(snapshot(self.handle.study)),
+                "progress not refreshed",
+            )
+
+    def _guarded(self, work: Callable[[], object], what: str) -> None:
+        if self.lost is not None:
+            return
+        try:
+            work()
+        except StorageError as exc:
+            self.lost = exc
+            log.warning("%s: %s", what, exc)
+        except Exception as exc:  # noqa: BLE001 - the next tick tries again
+            log.warning("%s: %s", what, exc)
+
+    def _fail_stale(self) -> None:
+        recently_down = getattr(self.handle.storage, "recently_down", None)
+        if recently_down and recently_down(self.retry.grace_period):
+            # No heartbeat could be written during the outage: judging now would fail live
+            # trials. Wait a grace period after it.
+            return
+        fail_stale(self.handle.study, self.retry.max_retries)
+
+    def final(self) -> Snapshot:
+        """The study's state at the end; raises the storage error if the storage was lost."""
+        if self.lost is not None:
+            raise self.lost
+        return snapshot(self.handle.study)
+
+
+def _check_connections(handle: StudyHandle, workers: int) -> None:
+    # Each worker: its trial loop and heartbeat thread; this process: its own pool and a lock.
+    try:
+        warning = connection_headroom(handle.storage, 2 * workers + 2)
+    except Exception as exc:  # noqa: BLE001 - only advice
+        log.debug("connection headroom unknown: %s", exc)
+        return
+    if warning:
+        log.warning("%s", warning)
 
 
 def run_study(spec: StudySpec, options: RunOptions, observer: Observer) -> RunResult:
@@ -136,9 +196,11 @@ def run_study(spec: StudySpec, options: RunOptions, observer: Observer) -> RunRe
     _prepare_data(spec)  # before the storage: missing data or weights leave it untouched
     handle = prepare(spec, options.storage_url, options.n_trials, options.source)
     record_node(handle, options.node, sys.argv)
+    _check_connections(handle, len(plans))
     timeout = options.timeout or spec.budget.timeout
     deadline = time.time() + timeout if timeout else None
     observer.started(spec, redact(options.storage_url), plans, get_budget(handle.study))
+    ticker = _Ticker(handle, spec, observer)
     sup = Supervisor(
         plans,
         spec.model_dump_json(exclude_unset=True),
@@ -147,21 +209,20 @@ def run_study(spec: StudySpec, options: RunOptions, observer: Observer) -> RunRe
         deadline,
         options.logs_dir,
         observer.event,
-        on_exit=lambda pid, code: _release_orphans(handle, spec, options.node, pid, code),
+        on_exit=lambda pid, code: (
+            None if ticker.lost else _release_orphans(handle, spec, options.node, pid, code, sup)
+        ),
         env={ENV_ARTIFACTS: options.artifacts} if options.artifacts else None,
     )
     previous = signal.signal(signal.SIGTERM, lambda *_: sup.preempt())
-    ticker = _Ticker(handle, observer)
     try:
         sup.start()
         code = sup.wait(ticker)
     finally:
         signal.signal(signal.SIGTERM, previous)
     ticker(force=True)
-    return RunResult(code, snapshot(handle.study), sup.failed_logs())
+    return RunResult(code, ticker.final(), sup.failed_logs())
 
 
 def _cpu_count() -> int:
-    import os
-
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -8,11 +8,13 @@ from hpo.study.budget import (
     get_budget,
     is_retry,
     next_trial,
+    raise_budget,
     refill,
     requeue,
     set_budget,
 )
 from hpo.study.notes import ATTR_NODES, record_node, redact_command
+from hpo.study.retry import enqueue_retry, fail_stale
 from hpo.study.search import build_pruner, build_sampler, suggest, worker_seed
 from hpo.study.session import (
     ATTR_DESCRIPTION,
@@ -22,14 +24,17 @@ from hpo.study.session import (
     find,
     load,
     prepare,
+    register_worker,
     system_attrs,
 )
 from hpo.study.storage import (
     ENV_STORAGE,
+    connection_headroom,
     open_storage,
     quiet_optuna,
     redact,
     resolve_storage_url,
+    schema_lock,
     study_lock,
 )
 from hpo.study.summary import Snapshot, snapshot
@@ -49,6 +54,12 @@ __all__ = [
     "find",
     "is_retry",
     "next_trial",
+    "raise_budget",
+    "register_worker",
+    "fail_stale",
+    "enqueue_retry",
+    "schema_lock",
+    "connection_headroom",
     "refill",
     "load",
     "open_storage",

@@ -13,6 +13,7 @@ retry of a crashed trial (system attr ``failed_trial``) continues its slot and d
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import optuna
@@ -20,7 +21,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo.spec import GridSpec, StudySpec
 from hpo.study.cache import TrialCache
-from hpo.study.storage import Storage, retry_callback, study_lock
+from hpo.study.retry import fail_and_retry
+from hpo.study.storage import Storage, study_lock
 from hpo.study.upsert import UpsertWrites
 
 
@@ -38,18 +40,42 @@ def _key(params: dict[str, Any]) -> str:
     return json.dumps(params, sort_keys=True, default=repr)
 
 
+log = logging.getLogger(__name__)
+
 ATTR_BUDGET = "hpo:n_trials"
 #: Waiting budget trials kept in the storage at most (a refill adds up to this many).
 POOL = 8
 
 
 def set_budget(study: optuna.Study, n_trials: int) -> None:
-    """Record the study's total trial budget (the newest explicit value wins)."""
+    """Record the study's total trial budget."""
     study._storage.set_study_system_attr(study._study_id, ATTR_BUDGET, n_trials)
 
 
 def get_budget(study: optuna.Study) -> int:
     return int(study._storage.get_study_system_attrs(study._study_id).get(ATTR_BUDGET, 0))
+
+
+def raise_budget(study: optuna.Study, n_trials: int, explicit: bool = False) -> bool:
+    """Raise the study's budget to ``n_trials``; it never shrinks. True when it was set.
+
+    Nodes that ask for different budgets at the same moment thus end with the largest one,
+    whatever their order. Asking ``explicit``-ly (``--n-trials``) for less than the recorded
+    budget leaves it, with a warning. Call it under the study's or the schema's lock.
+    """
+    current = get_budget(study)
+    if n_trials > current:
+        set_budget(study, n_trials)
+        return True
+    if explicit and n_trials < current:
+        log.warning(
+            "--n-trials %d: study %r already has a budget of %d trials, which is kept "
+            "(a budget only grows)",
+            n_trials,
+            study.study_name,
+            current,
+        )
+    return False
 
 
 def refill(study: optuna.Study, storage: Storage, spec: StudySpec, force: bool = False) -> int:
@@ -123,9 +149,8 @@ def claim(study: optuna.Study) -> optuna.Trial | None:
     return optuna.Trial(study, trial_id)
 
 
-def requeue(study: optuna.Study, trial_id: int, reason: str, max_retries: int) -> None:
+def requeue(
+    study: optuna.Study, trial_id: int, reason: str, max_retries: int, counted: bool = True
+) -> None:
     """Fail a RUNNING trial whose worker is gone and enqueue its retry (same params)."""
-    storage = study._storage
-    storage.set_trial_user_attr(trial_id, "fail_reason", reason)
-    if storage.set_trial_state_values(trial_id, TrialState.FAIL):
-        retry_callback(max_retries)(study, storage.get_trial(trial_id))
+    fail_and_retry(study, trial_id, reason, counted=counted, max_retries=max_retries)

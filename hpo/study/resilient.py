@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -23,6 +24,7 @@ from hpo.study.upsert import UpsertWrites
 log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 #: A lost connection shows as OperationalError / InterfaceError; a session that was mid-transaction
 #: when it was lost then refuses to reconnect until rolled back (PendingRollbackError).
@@ -66,43 +68,84 @@ _RETRIED = (
     "get_all_trials",
     "get_best_trial",
     "get_n_trials",
-    "record_heartbeat",
     "_get_stale_trial_ids",
 )
 
 
+#: Connection errors that no wait will cure: fail at once instead of riding them out.
+_PERMANENT = re.compile(
+    r"authentication failed|password|does not exist|could not translate host name|"
+    r"no pg_hba.conf entry|role .* is not permitted",
+    re.IGNORECASE,
+)
+
+
 def is_connection_error(exc: BaseException) -> bool:
-    """True for a lost or refused database connection, also when Optuna wrapped it."""
+    """True for a lost or refused database connection (also "too many clients"), also when
+    Optuna wrapped it; False for errors that waiting will not cure (a wrong password)."""
     if isinstance(exc, StorageInternalError):
         exc = exc.__cause__ or exc
+    if _PERMANENT.search(str(getattr(exc, "orig", None) or exc)):
+        return False
     if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
         return True
     return isinstance(exc, _CONNECTION_ERRORS)
 
 
+#: Connecting, these mean a server that is there but busy, starting or out of reach for now:
+#: worth waiting for. A refused connection at the first connect is more likely a wrong port.
+_BUSY = re.compile(
+    r"too many clients|remaining connection slots|starting up|shutting down|recovery mode|"
+    r"timeout expired|timed out",
+    re.IGNORECASE,
+)
+
+
+def is_busy_server(exc: BaseException) -> bool:
+    """A connection error worth waiting for when opening the storage (too many clients)."""
+    return is_connection_error(exc) and bool(_BUSY.search(_first_line(exc)))
+
+
+def ride_out(
+    call: Callable[[], T],
+    outage_seconds: float,
+    on_failure: Callable[[], None] = lambda: None,
+    retryable: Callable[[BaseException], bool] = is_connection_error,
+) -> T:
+    """``call()``, retried with backoff while the database is unreachable or refuses clients.
+
+    Raises:
+        StorageError: still unreachable after ``outage_seconds`` (one line, no traceback).
+    """
+    delay, started = 0.2, time.monotonic()
+    while True:
+        try:
+            return call()
+        except (StorageInternalError, *_CONNECTION_ERRORS, sqlalchemy.exc.DBAPIError) as exc:
+            if not retryable(exc):
+                raise
+            waited = time.monotonic() - started
+            if waited + delay > outage_seconds:
+                raise StorageError(
+                    f"storage unreachable for {waited:.0f} s (retry.storage_outage "
+                    f"{outage_seconds:.0f} s): {_first_line(exc)}"
+                ) from None
+            log.warning(
+                "storage unreachable (%s); retrying for up to %.0f s more",
+                _first_line(exc),
+                outage_seconds - waited,
+            )
+            on_failure()
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
 def _retrying(method: F) -> F:
     @functools.wraps(method)
     def wrapper(self: ResilientRDBStorage, *args: Any, **kwargs: Any) -> Any:
-        delay, started = 0.2, time.monotonic()
-        while True:
-            try:
-                result = method(self, *args, **kwargs)
-            except (StorageInternalError, *_CONNECTION_ERRORS, sqlalchemy.exc.DBAPIError) as exc:
-                if not is_connection_error(exc):
-                    raise
-                waited = time.monotonic() - started
-                if waited + delay > self.outage_seconds:
-                    raise StorageError(
-                        f"storage unreachable for {waited:.0f} s (retry.storage_outage "
-                        f"{self.outage_seconds:.0f} s): {_first_line(exc)}"
-                    ) from None
-                log.warning("storage unreachable (%s); retrying in %.1f s", _first_line(exc), delay)
-                self.last_outage = time.monotonic()
-                self.remove_session()  # a fresh session next time, not the broken one
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            return result
+        return ride_out(
+            lambda: method(self, *args, **kwargs), self.outage_seconds, self._after_failure
+        )
 
     return wrapper  # type: ignore[return-value]
 
@@ -120,6 +163,19 @@ class ResilientRDBStorage(UpsertWrites):
         self.outage_seconds = outage_seconds
         self.last_outage: float | None = None  # time.monotonic() of the last failed attempt
         super().__init__(url, **kwargs)
+
+    def _after_failure(self) -> None:
+        self.last_outage = time.monotonic()
+        self.remove_session()  # a fresh session next time, not the broken one
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        """A heartbeat that outlives an outage: the heartbeat thread must keep beating once
+        the database is back, or a live trial would be failed as stale. The trial loop's own
+        storage calls decide whether the worker gives up."""
+        try:
+            _retrying(UpsertWrites.record_heartbeat)(self, trial_id)
+        except StorageError as exc:
+            log.warning("heartbeat of trial id %d not recorded: %s", trial_id, exc)
 
     def recently_down(self, window: float) -> bool:
         """Whether the database was unreachable in the last ``window`` seconds."""

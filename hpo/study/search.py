@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import zlib
 from typing import Any
 
 import optuna
@@ -23,17 +22,18 @@ from hpo.study.hyperband import FastHyperbandPruner
 from hpo.study.tpe import FastTPESampler
 
 
-def worker_seed(base: int | None, node: str, index: int) -> int | None:
-    """A seed distinct per node and worker, so parallel samplers do not propose the same points."""
+def worker_seed(base: int | None, worker: int) -> int | None:
+    """The seed of the study's ``worker``-th registered worker: the spec's seed for the first,
+    distinct for every other, so parallel samplers never replay each other's draws."""
     if base is None:
         return None
-    return (base + zlib.crc32(node.encode()) + 7919 * index) % 2**32
+    return (base + 7919 * worker) % 2**32
 
 
-def build_sampler(spec: StudySpec, node: str = "", index: int = 0) -> optuna.samplers.BaseSampler:
-    """The sampler named by ``spec.sampler``, seeded for worker ``index`` on ``node``."""
+def build_sampler(spec: StudySpec, worker: int = 0) -> optuna.samplers.BaseSampler:
+    """The sampler named by ``spec.sampler``, seeded for the study's ``worker``-th worker."""
     s = spec.sampler
-    seed = worker_seed(s.seed, node, index)
+    seed = worker_seed(s.seed, worker)
     if isinstance(s, TpeSpec):
         return FastTPESampler(
             seed=seed,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,13 +18,15 @@ from hpo.spec import StudySpec
 from hpo.study import budget
 from hpo.study.cache import TrialCache
 from hpo.study.search import build_pruner, build_sampler
-from hpo.study.storage import Storage, open_storage, redact
+from hpo.study.storage import Storage, open_storage, redact, schema_lock, study_lock
 from hpo.study.upsert import UpsertWrites
 
 #: Study system attrs written once at creation; a joining spec must agree with them.
 ATTR_METRIC = "hpo:metric"
 ATTR_SPACE = "hpo:space"
 ATTR_DESCRIPTION = "hpo:description"
+#: Study system attr: how many worker processes have registered (the next one's number).
+ATTR_WORKERS = "hpo:workers"
 
 
 def _fingerprint(spec: StudySpec) -> dict[str, str]:
@@ -65,54 +68,79 @@ class StudyHandle:
     study: optuna.Study
     storage: Storage
     created: bool
+    worker_number: int | None = None  # this worker's registration (see register_worker)
 
 
 def prepare(
     spec: StudySpec, url: str, n_trials: int | None = None, source: str = "spec"
 ) -> StudyHandle:
-    """Create the study (or join it), then top its trial budget up to ``n_trials``."""
-    storage = open_storage(url, spec.retry)
-    try:
-        study_id = storage.get_study_id_from_name(spec.name)
-    except KeyError:
-        study_id = None
-    if study_id is not None:
-        check_compatible(storage, study_id, spec, source)
-    study = optuna.create_study(
-        storage=storage,
-        study_name=spec.name,
-        direction=spec.metric.direction,
-        sampler=build_sampler(spec),
-        pruner=build_pruner(spec),
-        load_if_exists=True,
-    )
-    if study_id is None:
-        for key, value in {**_fingerprint(spec), ATTR_DESCRIPTION: spec.description}.items():
-            storage.set_study_system_attr(study._study_id, key, value)
-    force = study_id is None or bool(n_trials)
-    if force:
-        budget.set_budget(study, n_trials or spec.n_trials)
-    budget.refill(study, storage, spec, force=force)
+    """Create the study (or join it), then raise its trial budget to what is asked.
+
+    Everything from creating Optuna's tables to setting the budget happens under the
+    database's schema lock, so any number of nodes started at one instant agree: exactly one
+    creates the study, the others join it or (with a different spec) are refused.
+
+    Raises:
+        StudyConflictError: the storage holds a study of this name with another spec.
+    """
+    with schema_lock(url, spec.retry.storage_outage):
+        storage = open_storage(url, spec.retry)
+        try:
+            study_id: int | None = storage.get_study_id_from_name(spec.name)
+        except KeyError:
+            study_id = None
+        if study_id is not None:
+            check_compatible(storage, study_id, spec, source)
+        study = optuna.create_study(
+            storage=storage,
+            study_name=spec.name,
+            direction=spec.metric.direction,
+            sampler=build_sampler(spec),
+            pruner=build_pruner(spec),
+            load_if_exists=True,
+        )
+        if study_id is None:
+            for key, value in {**_fingerprint(spec), ATTR_DESCRIPTION: spec.description}.items():
+                storage.set_study_system_attr(study._study_id, key, value)
+        raised = budget.raise_budget(study, n_trials or spec.n_trials, explicit=bool(n_trials))
+    # Behind a proxy no lock is shared: only a node that set the budget fills the pool.
+    budget.refill(study, storage, spec, force=raised)
     return StudyHandle(study, storage, created=study_id is None)
 
 
-def load(spec: StudySpec, url: str, *, node: str = "", index: int = 0) -> StudyHandle:
-    """Load an existing study for a worker, with its own sampler seed.
+def load(spec: StudySpec, url: str) -> StudyHandle:
+    """Load an existing study for a worker, with a sampler seed no other worker has had.
 
     On a database the study reads through a :class:`TrialCache` (finished trials read once,
     the worker's own running trial answered locally); ``handle.storage`` stays the database.
     """
     storage = open_storage(url, spec.retry)
     cache = TrialCache(storage) if isinstance(storage, UpsertWrites) else None
+    study_id = storage.get_study_id_from_name(spec.name)
+    number = register_worker(storage, study_id, spec.name)
     study = optuna.load_study(
         study_name=spec.name,
         storage=cache or storage,
-        sampler=build_sampler(spec, node, index),
+        sampler=build_sampler(spec, number),
         pruner=build_pruner(spec),
     )
     if cache is not None:
         cache.refresh(study._study_id)  # the one full read of the study, before any trial
-    return StudyHandle(study, storage, created=False)
+    return StudyHandle(study, storage, created=False, worker_number=number)
+
+
+def register_worker(storage: Storage, study_id: int, name: str) -> int:
+    """Claim the study's next worker registration number (0, 1, 2, ...), which seeds this
+    worker's sampler: distinct across workers, nodes, re-runs and restarts.
+
+    Behind a gRPC proxy, where no lock is shared, a random 62-bit number stands in.
+    """
+    with study_lock(storage, name) as locked:
+        if not locked:
+            return int.from_bytes(os.urandom(8), "big") >> 2
+        number = int(storage.get_study_system_attrs(study_id).get(ATTR_WORKERS, 0))
+        storage.set_study_system_attr(study_id, ATTR_WORKERS, number + 1)
+    return number
 
 
 def system_attrs(study: optuna.Study) -> dict[str, Any]:

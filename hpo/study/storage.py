@@ -8,19 +8,25 @@ import logging
 import os
 import warnings
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import optuna
 import sqlalchemy
-from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import BaseStorage, RDBStorage
 from sqlalchemy.engine import make_url
 
 from hpo.errors import SpecError, StorageError
 from hpo.spec import RetrySpec
 from hpo.study.proxy import open_proxy
-from hpo.study.resilient import ResilientRDBStorage
+from hpo.study.resilient import (
+    ResilientRDBStorage,
+    is_busy_server,
+    is_connection_error,
+    ride_out,
+)
+from hpo.study.retry import stale_callback
 
 #: What hpo opens: a database with retries and heartbeats, or a gRPC storage proxy.
 Storage = ResilientRDBStorage | BaseStorage
@@ -50,13 +56,6 @@ def redact(url: str) -> str:
         return f"{head}{sep}***@{tail.split('@', 1)[1]}" if "@" in tail else url
 
 
-def retry_callback(max_retries: int) -> RetryHeartbeatStaleTrialCallback:
-    """Optuna's retry: a WAITING copy of a failed trial with the same params, at most
-    ``max_retries`` times per original trial. The one retry policy for stale heartbeats,
-    dead workers and interrupted trials alike."""
-    return RetryHeartbeatStaleTrialCallback(max_retry=max_retries)
-
-
 def _sqlite_engine_setup(engine: sqlalchemy.Engine) -> None:
     """WAL so readers (the dashboard) never block writers; BEGIN IMMEDIATE so that two
     processes cannot both read a WAITING trial and both claim it (SQLite ignores FOR UPDATE)."""
@@ -74,17 +73,139 @@ def _sqlite_engine_setup(engine: sqlalchemy.Engine) -> None:
     engine.dispose()  # connections opened before the listeners existed
 
 
+#: libpq settings that bound every call on a dead link (packets dropped, no reset): an idle
+#: connection is probed after 5 s and given up after 3 unanswered probes 2 s apart; data sent
+#: and not acknowledged for 5 s fails the call (the server's kernel acknowledges at once, however
+#: busy the server is); a connect gives up after 5 s; the server cancels a statement after 60 s.
+#: The URL's own query parameters win over these.
+PG_CONNECT_ARGS: dict[str, Any] = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 5_000,
+    "connect_timeout": 5,
+    "options": "-c statement_timeout=60000",
+}
+
+
 def _engine_kwargs(url: str) -> dict[str, Any]:
-    backend = make_url(url).get_backend_name()
-    if backend == "sqlite":
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
         return {"connect_args": {"timeout": 120}}
-    # Two connections per worker at most: the trial loop and the heartbeat thread.
-    return {"pool_size": 2, "max_overflow": 0, "pool_pre_ping": True, "pool_recycle": 3600}
+    kwargs: dict[str, Any] = {
+        # Two connections per worker at most: the trial loop and the heartbeat thread.
+        "pool_size": 2,
+        "max_overflow": 0,
+        "pool_pre_ping": True,
+        "pool_recycle": 3600,
+    }
+    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() == "psycopg2":
+        kwargs["connect_args"] = {k: v for k, v in PG_CONNECT_ARGS.items() if k not in parsed.query}
+    return kwargs
+
+
+#: Locks this process holds, by key, with their depth: taking one again is a no-op, so the
+#: storage can be opened (which takes the schema lock) inside a held lock.
+_HELD: dict[str, int] = {}
+
+
+@contextlib.contextmanager
+def _reentrant(
+    key: str, acquire: Callable[[], contextlib.AbstractContextManager[Any]]
+) -> Iterator[None]:
+    if _HELD.get(key):
+        _HELD[key] += 1
+        try:
+            yield
+        finally:
+            _HELD[key] -= 1
+        return
+    with acquire():
+        _HELD[key] = 1
+        try:
+            yield
+        finally:
+            del _HELD[key]
+
+
+@contextlib.contextmanager
+def _pg_advisory(
+    engine: sqlalchemy.Engine, key: int, outage: float, opening: bool = False
+) -> Iterator[None]:
+    retryable = is_busy_server if opening else is_connection_error
+    try:
+        conn = ride_out(engine.connect, outage, retryable=retryable)
+    except sqlalchemy.exc.DBAPIError as exc:
+        raise _cannot_open(str(engine.url), exc) from None
+    try:
+        conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+        yield
+    finally:
+        with contextlib.suppress(sqlalchemy.exc.DBAPIError):
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            conn.commit()
+        conn.close()
+
+
+@contextlib.contextmanager
+def _file_lock(path: str) -> Iterator[None]:
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+#: The advisory-lock key under which Optuna's tables and hpo's studies are created.
+_SCHEMA_KEY = zlib.crc32(b"hpo:schema")
+
+
+@contextlib.contextmanager
+def schema_lock(url: str, outage: float = 300.0) -> Iterator[None]:
+    """Held while Optuna's tables are created and a study is created or joined, across every
+    process and node on the database, so that simultaneous starts never race.
+
+    PostgreSQL: a session advisory lock on a connection of its own. SQLite: an flock beside the
+    database file (the same one as :func:`study_lock`: one host, one lock). Other databases:
+    no lock.
+    """
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite" and parsed.database and parsed.database != ":memory:":
+        path = f"{parsed.database}.lock"
+        with _reentrant(path, lambda: _file_lock(path)):
+            yield
+    elif backend == "postgresql":
+        engine = sqlalchemy.create_engine(
+            url,
+            poolclass=sqlalchemy.pool.NullPool,
+            **{k: v for k, v in _engine_kwargs(url).items() if k == "connect_args"},
+        )
+        try:
+            with _reentrant(
+                f"pg:{_SCHEMA_KEY}", lambda: _pg_advisory(engine, _SCHEMA_KEY, outage, opening=True)
+            ):
+                yield
+        finally:
+            engine.dispose()
+    else:
+        yield
+
+
+def _cannot_open(url: str, exc: sqlalchemy.exc.DBAPIError) -> StorageError:
+    reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+    return StorageError(f"cannot open storage {redact(url)}: {reason}")
 
 
 def open_storage(url: str, retry: RetrySpec | None = None) -> Storage:
     """The storage at ``url``: a database (heartbeats and retries on with ``retry``) or a
     ``grpc://host:port`` storage proxy.
+
+    Optuna creates its tables on first open; that happens under :func:`schema_lock`. A
+    database that has too many clients, is starting up or does not answer is waited for
+    (``retry.storage_outage``); a refused connection fails at once (most likely a wrong port).
 
     Raises:
         SpecError: the URL is malformed or names an unknown database driver.
@@ -98,19 +219,24 @@ def open_storage(url: str, retry: RetrySpec | None = None) -> Storage:
         raise SpecError(f"storage: {redact(url)!r} is not a database URL") from None
     if backend == "sqlite":
         Path(make_url(url).database or DEFAULT_DB).parent.mkdir(parents=True, exist_ok=True)
-    kwargs: dict[str, Any] = {"outage_seconds": retry.storage_outage if retry else 300.0}
+    outage = retry.storage_outage if retry else 300.0
+    kwargs: dict[str, Any] = {"outage_seconds": outage}
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     if retry is not None:
         kwargs |= {
             "heartbeat_interval": retry.heartbeat_interval,
             "grace_period": retry.grace_period,
-            "heartbeat_stale_trial_callback": retry_callback(retry.max_retries),
+            "heartbeat_stale_trial_callback": stale_callback(retry.max_retries),
         }
+
+    def construct() -> ResilientRDBStorage:
+        return ResilientRDBStorage(url, engine_kwargs=_engine_kwargs(url), **kwargs)
+
     try:
-        storage = ResilientRDBStorage(url, engine_kwargs=_engine_kwargs(url), **kwargs)
-    except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.DBAPIError) as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-        raise StorageError(f"cannot open storage {redact(url)}: {reason}") from None
+        with schema_lock(url, outage):
+            storage = ride_out(construct, outage, retryable=is_busy_server)
+    except sqlalchemy.exc.DBAPIError as exc:
+        raise _cannot_open(url, exc) from None
     except ImportError as exc:
         raise SpecError(f"storage: no driver for {redact(url)}: {exc}") from None
     if backend == "sqlite":
@@ -130,23 +256,38 @@ def study_lock(storage: Storage, study_name: str) -> Iterator[bool]:
         return
     url = storage.engine.url
     key = zlib.crc32(f"hpo:{study_name}".encode())
+    outage = getattr(storage, "outage_seconds", 300.0)
     if url.get_backend_name() == "postgresql":
-        with storage.engine.connect() as conn:
-            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
-            try:
-                yield True
-            finally:
-                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                conn.commit()
+        with _reentrant(f"pg:{key}", lambda: _pg_advisory(storage.engine, key, outage)):
+            yield True
     elif url.get_backend_name() == "sqlite" and url.database:
-        with open(f"{url.database}.lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield True
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        path = f"{url.database}.lock"
+        with _reentrant(path, lambda: _file_lock(path)):
+            yield True
     else:
         yield False
+
+
+def connection_headroom(storage: Storage, needed: int) -> str | None:
+    """A warning when the PostgreSQL server has fewer free connections than ``needed``."""
+    if not isinstance(storage, RDBStorage) or storage.engine.url.get_backend_name() != "postgresql":
+        return None
+    with storage.engine.connect() as conn:
+        limit = int(conn.execute(sqlalchemy.text("SHOW max_connections")).scalar_one())
+        reserved = int(
+            conn.execute(sqlalchemy.text("SHOW superuser_reserved_connections")).scalar_one()
+        )
+        used = int(
+            conn.execute(sqlalchemy.text("SELECT count(*) FROM pg_stat_activity")).scalar_one()
+        )
+    free = limit - reserved - used
+    if needed <= free:
+        return None
+    return (
+        f"this node's workers need up to {needed} database connections, but the server has "
+        f"{free} free (max_connections {limit}, {reserved} reserved, {used} in use): workers "
+        "will wait for connections; raise max_connections or use `hpo proxy`"
+    )
 
 
 def quiet_optuna() -> None:

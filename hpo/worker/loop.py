@@ -17,7 +17,7 @@ from hpo.spec import StudySpec
 from hpo.study import load, next_trial
 from hpo.study.artifacts import TrialFiles, open_store, root_number
 from hpo.study.cache import set_user_attrs
-from hpo.study.storage import retry_callback
+from hpo.study.retry import enqueue_retry
 from hpo.worker.trial import Emit, TrialOutcome, run_trial
 
 log = logging.getLogger(__name__)
@@ -59,21 +59,6 @@ def _finish_or_skip(
         log.warning("trial %d was already failed as stale; its retry will run", trial.number)
 
 
-def _store_files(
-    trial: optuna.Trial, outcome: TrialOutcome, ctx: WorkerContext, files: TrialFiles, key: int
-) -> None:
-    """Upload the best model of a completed (or, if asked, pruned) trial; drop its checkpoint
-    unless a retry will resume from it."""
-    keep = outcome.state == TrialState.COMPLETE or (
-        outcome.state == TrialState.PRUNED and ctx.spec.artifacts.keep_pruned
-    )
-    if keep and outcome.best_model is not None:
-        payload = {**outcome.best_model, "params": trial.params, "train": _train_dict(trial, ctx)}
-        files.upload_best(trial, payload)
-    if not outcome.interrupted:
-        files.drop_checkpoint(key)
-
-
 def _train_dict(trial: optuna.Trial, ctx: WorkerContext) -> dict[str, object]:
     return {**ctx.spec.train.model_dump(mode="json"), **trial.params}
 
@@ -86,23 +71,35 @@ def _finish(
     files: TrialFiles,
     key: int,
 ) -> None:
+    """Record the outcome; the checkpoint goes only once the result is committed, so a worker
+    killed on the way leaves a retry that still resumes."""
     attrs = dict(outcome.attrs)
     if outcome.reason:
         attrs["fail_reason"] = outcome.reason
     set_user_attrs(trial, attrs)
-    _store_files(trial, outcome, ctx, files, key)
+    keep = outcome.state == TrialState.COMPLETE or (
+        outcome.state == TrialState.PRUNED and ctx.spec.artifacts.keep_pruned
+    )
+    if keep and outcome.best_model is not None:
+        # Uploaded while the trial runs: Optuna links an artifact only to a running trial.
+        payload = {**outcome.best_model, "params": trial.params, "train": _train_dict(trial, ctx)}
+        files.upload_best(trial, payload)
     if outcome.state == TrialState.COMPLETE:
         study.tell(trial, outcome.value)
     else:
         study.tell(trial, state=outcome.state)
-    if outcome.interrupted:
-        # Hand the trial back at once instead of waiting for its heartbeat to go stale.
-        retry_callback(ctx.spec.retry.max_retries)(study, study._storage.get_trial(trial._trial_id))
-
-
-def _recently_down(storage: object, window: float) -> bool:
-    recently_down = getattr(storage, "recently_down", None)  # a database storage, not a proxy
-    return bool(recently_down and recently_down(window))
+    retried = False
+    if outcome.state == TrialState.FAIL:
+        # At once, not after a heartbeat goes stale. An interruption (preemption, Ctrl-C) is
+        # retried without limit and resumes; a failure of the trial's own counts.
+        retried = enqueue_retry(
+            study,
+            study._storage.get_trial(trial._trial_id),
+            counted=not outcome.interrupted,
+            max_retries=ctx.spec.retry.max_retries,
+        )
+    if not retried:
+        files.drop_checkpoint(key)
 
 
 def _device_name(device: str) -> str:
@@ -118,12 +115,11 @@ def run_worker(ctx: WorkerContext, stop: threading.Event, emit: Emit) -> int:
 
     Returns the process exit code: 0 normally, 130 when interrupted by Ctrl-C.
     """
-    handle = load(ctx.spec, ctx.storage_url, node=ctx.node, index=ctx.index)
+    handle = load(ctx.spec, ctx.storage_url)
     study, storage = handle.study, handle.storage
     device_name = _device_name(ctx.device)
     files = TrialFiles(open_store(ctx.artifacts or ctx.spec.artifacts.path), ctx.spec.name)
     parent = os.getppid()
-    next_stale_check = 0.0
     while not stop.is_set():
         if ctx.deadline is not None and time.time() >= ctx.deadline:
             emit({"event": "deadline"})
@@ -131,14 +127,6 @@ def run_worker(ctx: WorkerContext, stop: threading.Event, emit: Emit) -> int:
         if os.getppid() != parent:
             log.warning("the node's supervisor is gone: stopping")
             break
-        now = time.monotonic()
-        if now >= next_stale_check and not _recently_down(storage, ctx.spec.retry.grace_period):
-            # After an outage no heartbeat could be written: wait a grace period before
-            # judging other workers' trials stale, or live trials would be failed. A trial is
-            # stale only after grace_period, so once per heartbeat interval is often enough
-            # (two statements per trial saved where trials are short).
-            optuna.storages.fail_stale_trials(study)
-            next_stale_check = now + ctx.spec.retry.heartbeat_interval
         trial = next_trial(study, storage, ctx.spec)
         if trial is None:
             break

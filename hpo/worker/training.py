@@ -92,6 +92,8 @@ def train_trial(
     if resume is not None:
         progress.replay(resume["history"])  # the retry's curve continues its predecessor's
         progress.attrs["resumed_from_epoch"] = len(resume["history"])
+        # Now, not with the trial's other attrs at its end: a retry killed again still says so.
+        progress.trial.set_user_attr("resumed_from_epoch", len(resume["history"]))
     while True:
         outcome = _fit_once(config, spec, device, progress, files, key, resume)
         if outcome is not None:

@@ -17,7 +17,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from hpo.errors import Interrupted, TrialError
+from hpo.errors import Interrupted, StorageError, TrialError
 from hpo.spec import StudySpec, load_objective
 from hpo.study import suggest
 from hpo.study.artifacts import TrialFiles
@@ -176,6 +176,8 @@ def _attempt(
         return TrialOutcome(TrialState.FAIL, None, reason, progress.summary(), interrupted=True)
     except TrialError as exc:
         reason = f"{exc.reason}: {exc}"
+    except StorageError:
+        raise  # the database is gone, not the trial's fault: the worker ends, the trial is retried
     except MemoryError:
         reason = "oom: out of host memory"
     except Exception as exc:  # noqa: BLE001 - one trial's crash never takes the worker down

@@ -1,0 +1,118 @@
+"""Retries: which failures a trial is re-run after, and which of them count against it.
+
+Two kinds of failure, told apart by who caused them:
+
+- **Interruptions** are infrastructure events: preemption (SIGTERM), Ctrl-C, a node lost (its
+  heartbeat went stale), a database that refused the worker. The trial did nothing wrong: its
+  retry is queued without limit (the study's budget and timeout bound the run) and resumes
+  from the trial's last checkpoint.
+- **Failures** are the trial's own: its code raised, or its worker process was killed while
+  running it (a segfault, the kernel's OOM killer). These count: after ``max_retries`` of them
+  the trial stays FAIL.
+
+A retry is a WAITING copy of the failed trial with the same parameters, linked to it the way
+Optuna's ``RetryHeartbeatStaleTrialCallback`` links them (system attrs ``failed_trial``, the
+original trial's number, and ``retry_history``), so Optuna's own helpers and the dashboard read
+it. hpo adds ``hpo:failures``, the counted failures so far. The copy takes neither the failed
+trial's artifacts (its best model belongs to it) nor its user attrs (``fail_reason``, timings),
+which the retry writes anew.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import FrozenTrial, TrialState
+
+log = logging.getLogger(__name__)
+
+#: Trial system attr: failures the trial itself caused, over the original and its retries.
+ATTR_FAILURES = "hpo:failures"
+#: Optuna's artifact links on a trial (``optuna.artifacts.upload_artifact``).
+_ARTIFACT_PREFIX = "artifacts:"
+
+
+def retry_attrs(trial: FrozenTrial, counted: bool) -> dict[str, Any]:
+    """The system attrs of ``trial``'s retry: linked to the original, artifacts left behind."""
+    attrs = {k: v for k, v in trial.system_attrs.items() if not k.startswith(_ARTIFACT_PREFIX)}
+    attrs.setdefault("failed_trial", trial.number)
+    attrs["retry_history"] = [*attrs.get("retry_history", []), trial.number]
+    attrs[ATTR_FAILURES] = int(attrs.get(ATTR_FAILURES, 0)) + int(counted)
+    return attrs
+
+
+def enqueue_retry(
+    study: optuna.Study, trial: FrozenTrial, *, counted: bool, max_retries: int
+) -> bool:
+    """Queue a WAITING copy of the failed ``trial``; False when its failures are used up.
+
+    Args:
+        counted: the trial caused the failure itself (an exception, its worker killed);
+            False for an interruption, which is retried without limit.
+        max_retries: counted failures a trial may be re-run after.
+    """
+    attrs = retry_attrs(trial, counted)
+    if counted and attrs[ATTR_FAILURES] > max_retries:
+        log.info("trial %d failed %d times: not retried", trial.number, attrs[ATTR_FAILURES])
+        return False
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=TrialState.WAITING,
+            params=trial.params,
+            distributions=trial.distributions,
+            system_attrs=attrs,
+        )
+    )
+    return True
+
+
+def fail_and_retry(
+    study: optuna.Study, trial_id: int, reason: str, *, counted: bool, max_retries: int
+) -> bool:
+    """Fail a RUNNING trial with ``reason`` and queue its retry; False when another process
+    finished it first (then that process queued the retry)."""
+    storage = study._storage
+    try:
+        storage.set_trial_user_attr(trial_id, "fail_reason", reason)
+        if not storage.set_trial_state_values(trial_id, TrialState.FAIL):
+            return False
+    except UpdateFinishedTrialError:
+        return False
+    enqueue_retry(study, storage.get_trial(trial_id), counted=counted, max_retries=max_retries)
+    return True
+
+
+def fail_stale(study: optuna.Study, max_retries: int) -> list[int]:
+    """Fail the study's RUNNING trials whose heartbeat lapsed (their node is gone) and queue
+    their retries, uncounted. Returns the numbers of the trials failed here.
+
+    Optuna's ``fail_stale_trials`` does the same but marks the trial FAIL before its callback
+    runs, after which no ``fail_reason`` can be written; here the reason comes first.
+    """
+    storage = study._storage
+    stale = getattr(storage, "_get_stale_trial_ids", None)
+    interval = getattr(storage, "get_heartbeat_interval", lambda: None)
+    if stale is None or interval() is None:
+        return []  # a gRPC proxy, or heartbeats off
+    failed = []
+    for trial_id in stale(study._study_id):
+        node = storage.get_trial_user_attrs(trial_id).get("node", "?")
+        reason = f"heartbeat lost (node {node})"
+        if fail_and_retry(study, trial_id, reason, counted=False, max_retries=max_retries):
+            failed.append(storage.get_trial(trial_id).number)
+    if failed:
+        log.warning("failed trials %s: heartbeat lost; retries queued", failed)
+    return failed
+
+
+def stale_callback(max_retries: int) -> Any:
+    """Optuna's ``heartbeat_stale_trial_callback`` with hpo's policy, for any code path that
+    still calls ``optuna.storages.fail_stale_trials``: an uncounted retry."""
+
+    def callback(study: optuna.Study, trial: FrozenTrial) -> None:
+        enqueue_retry(study, trial, counted=False, max_retries=max_retries)
+
+    return callback
