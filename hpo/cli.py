@@ -127,11 +127,10 @@ def run(
 ) -> None:
     """Create (or join) the study and run trials until its budget or timeout is spent."""
     from hpo.dispatch import RunOptions, run_study
-    from hpo.study import resolve_storage_url
 
     spec = _load(spec_path, study_name)
     options = RunOptions(
-        storage_url=resolve_storage_url(storage, spec.storage),
+        storage_url=_storage_url(storage, spec.storage, spec_path),
         n_trials=n_trials,
         timeout=timeout,
         workers=workers,
@@ -152,23 +151,39 @@ def run(
     raise typer.Exit(result.exit_code)
 
 
+def _storage_url(flag: str | None, spec_storage: str | None, spec_path: Path | None) -> str:
+    """The storage URL hpo's precedence picks, normalized; a bad one names who supplied it."""
+    from hpo.spec.storage_url import normalize_storage_url
+    from hpo.study import ENV_STORAGE, resolve_storage_url
+
+    url = resolve_storage_url(flag, spec_storage)
+    if flag:
+        source = "--storage"
+    elif os.environ.get(ENV_STORAGE):
+        source = ENV_STORAGE
+    elif spec_storage:
+        source = f"{spec_path}: storage"
+    else:
+        source = "storage (the default)"
+    return normalize_storage_url(url, source)
+
+
 def _open(spec_path: Path, storage: str | None, study_name: str | None) -> Any:
-    from hpo.study import find, resolve_storage_url
+    from hpo.study import find
 
     spec = _load(spec_path, study_name)
-    return spec, find(spec.name, resolve_storage_url(storage, spec.storage))
+    url = _storage_url(storage, spec.storage, spec_path)
+    return spec, url, find(spec.name, url)
 
 
 def _target(spec_path: Path | None, storage: str | None, study: str | None) -> tuple[str, str]:
     """(storage URL, study name) from a spec file, or from ``--study`` and the storage alone."""
-    from hpo.study import resolve_storage_url
-
     if spec_path is not None:
         spec = _load(spec_path, study)
-        return resolve_storage_url(storage, spec.storage), spec.name
+        return _storage_url(storage, spec.storage, spec_path), spec.name
     if not study:
         raise SpecError("name the study: a study file, or --study NAME (with --storage URL)")
-    return resolve_storage_url(storage, None), study
+    return _storage_url(storage, None, None), study
 
 
 def _print_summary(snap: Any, metric: str) -> None:
@@ -200,7 +215,7 @@ def status(
     """Trials by state, the best value and params, and the latest trials."""
     from hpo.study import snapshot
 
-    spec, study = _open(spec_path, storage, study_name)
+    spec, url, study = _open(spec_path, storage, study_name)
     trials = study.get_trials(deepcopy=False)
     table = Table(box=None)
     for col in (
@@ -247,7 +262,7 @@ def best(
     verbose: VerboseOpt = False,
 ) -> None:
     """The best trial's value and parameters (and, with --download, its model weights)."""
-    spec, study = _open(spec_path, storage, study_name)
+    spec, url, study = _open(spec_path, storage, study_name)
     try:
         trial = study.best_trial
     except ValueError:
@@ -285,10 +300,10 @@ def proxy(
     verbose: VerboseOpt = False,
 ) -> None:
     """Serve the storage through Optuna's gRPC proxy (workers: --storage grpc://HOST:PORT)."""
-    from hpo.study import open_storage, redact, resolve_storage_url
+    from hpo.study import open_storage, redact
     from hpo.study.proxy import serve
 
-    url = resolve_storage_url(storage, None)
+    url = _storage_url(storage, None, None)
     if url.startswith("grpc://"):
         raise SpecError("--storage: the proxy serves a database URL, not another proxy")
     backend = open_storage(url)
@@ -311,10 +326,9 @@ def dashboard(
 ) -> None:
     """Serve optuna-dashboard on the study's storage (the embedded default too), until Ctrl-C."""
     from hpo.insight import start_dashboard
-    from hpo.study import resolve_storage_url
 
     if spec_path is None and not study:
-        url, name = resolve_storage_url(storage, None), None
+        url, name = _storage_url(storage, None, None), None
     else:
         url, name = _target(spec_path, storage, study)
     board = start_dashboard(url, host, port, name)

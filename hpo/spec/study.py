@@ -6,9 +6,18 @@ import importlib
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from hpo.errors import SpecError
 from hpo.spec.space import Param, grid_points, ordered, unreachable_conditions
+from hpo.spec.storage_url import normalize_storage_url
 from hpo.trainer.config import METRICS, TrainConfig
 
 
@@ -132,6 +141,14 @@ class StudySpec(_Frozen):
     space: dict[str, Param] = Field(default_factory=dict, description="parameters to tune")
     train: TrainConfig = Field(default_factory=TrainConfig, description="fixed training config")
     objective: str | None = Field(None, description="'package.module:function' to tune instead")
+
+    @field_validator("storage")
+    @classmethod
+    def _storage(cls, url: str | None) -> str | None:
+        try:
+            return None if url is None else normalize_storage_url(url, "storage")
+        except SpecError as exc:
+            raise ValueError(str(exc).removeprefix("storage: ")) from None
 
     @model_validator(mode="after")
     def _check(self) -> StudySpec:

@@ -1,0 +1,73 @@
+"""The command line: bad flags are one line naming the flag, exit 2, no traceback; what
+``status`` shows is true of the budget and of each trial."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from conftest import pg_study_count, tiny_spec
+from typer.testing import CliRunner
+
+from hpo.cli import app
+
+runner = CliRunner()
+
+
+def _one_line_exit_2(result) -> str:  # noqa: ANN001 - typer's Result
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert result.output.count("\n") == 1, result.output
+    return result.output
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("mysql+nodriver://u:secret@db/hpo", "unknown database or driver 'mysql+nodriver'"),
+        ("postgresql://u:secret@db:fivefourthree/hpo", "the port is not a number"),
+    ],
+)
+def test_bad_storage_flag_is_one_line_naming_the_flag(write_spec, url: str, words: str) -> None:
+    spec = write_spec(tiny_spec())
+    output = _one_line_exit_2(runner.invoke(app, ["status", str(spec), "--storage", url]))
+    assert output.startswith("error: --storage: ") and words in output
+    assert "secret" not in output
+
+
+def test_bad_storage_names_the_variable_or_the_spec_field(write_spec, monkeypatch) -> None:
+    spec = write_spec(tiny_spec())
+    monkeypatch.setenv("HPO_STORAGE", "mysql+nodriver://db/hpo")
+    output = _one_line_exit_2(runner.invoke(app, ["export", str(spec)]))
+    assert output.startswith("error: HPO_STORAGE: ")
+
+    monkeypatch.delenv("HPO_STORAGE")
+    bad = write_spec(tiny_spec(storage="mysql+nodriver://db/hpo"))
+    output = _one_line_exit_2(runner.invoke(app, ["validate", str(bad)]))
+    assert f"error: {bad}:" in output and ": storage: " in output and "nodriver" in output
+
+
+@pytest.mark.postgres
+def test_postgres_scheme_is_postgresql(postgres_url: str, unique_name: str) -> None:
+    optuna.create_study(study_name=unique_name, storage=postgres_url).optimize(
+        lambda t: t.suggest_float("x", 0, 1), n_trials=2
+    )
+    short = postgres_url.replace("postgresql+psycopg2://", "postgres://")
+    before = pg_study_count(postgres_url)
+
+    result = runner.invoke(app, ["export", "--study", unique_name, "--storage", short])
+
+    assert result.exit_code == 0, result.output
+    assert len(result.output.strip().splitlines()) == 3  # header and two trials
+    assert pg_study_count(postgres_url) == before
+
+
+def test_bad_storage_in_run_writes_nothing(write_spec, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    spec = write_spec(tiny_spec())
+    output = _one_line_exit_2(
+        runner.invoke(app, ["run", str(spec), "--storage", "mysql+nodriver://db/hpo"])
+    )
+    assert "--storage" in output
+    assert not list(tmp_path.glob("*.db")) and not (tmp_path / "hpo-logs").exists()
