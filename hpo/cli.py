@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import logging
 import os
@@ -14,6 +15,8 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+from typer.core import TyperCommand
 
 from hpo.errors import HpoError, SpecError, StorageError
 from hpo.progress import fmt_params, make_progress
@@ -30,6 +33,27 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _Command(TyperCommand):
+    """Typer's command, minus the ``<bool>`` it prints beside flags (``--help``, ``-v``) that
+    take no value."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+def _extra(module: str, extra: str, what: str) -> None:
+    """Refuse ``what`` in one line naming the pip extra when ``module`` is not installed."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise SpecError(f"{what} needs the {extra!r} extra: pip install 'hpo[{extra}]'") from None
+
 
 SpecArg = Annotated[Path, typer.Argument(help="study YAML file", show_default=False)]
 StorageOpt = Annotated[
@@ -62,8 +86,8 @@ def _errors(func: F) -> F:
         except HpoError as exc:
             if verbose:
                 err.print_exception()
-            for line in str(exc).splitlines():
-                err.print(f"[red]error:[/] {line}", markup=True, highlight=False)
+            for line in str(exc).splitlines():  # a Text: `[proxy]` in a message is no markup
+                err.print(Text.assemble(("error:", "red"), " ", line), highlight=False)
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
@@ -83,7 +107,7 @@ def _load(spec_path: Path, study_name: str | None) -> Any:
     return spec
 
 
-@app.command()
+@app.command(cls=_Command)
 @_errors
 def validate(spec_path: SpecArg, verbose: VerboseOpt = False) -> None:
     """Check a study file without running it (exit 2 on the first problem)."""
@@ -101,7 +125,7 @@ def validate(spec_path: SpecArg, verbose: VerboseOpt = False) -> None:
     )
 
 
-@app.command()
+@app.command(cls=_Command)
 @_errors
 def run(
     spec_path: SpecArg,
@@ -203,7 +227,7 @@ def _print_summary(snap: Any, metric: str) -> None:
         out.print(f"best params: {fmt_params(snap.best_params)}", highlight=False)
 
 
-@app.command()
+@app.command(cls=_Command)
 @_errors
 def status(
     spec_path: SpecArg,
@@ -246,7 +270,7 @@ def status(
     _print_summary(snapshot(study), spec.metric.name)
 
 
-@app.command()
+@app.command(cls=_Command)
 @_errors
 def best(
     spec_path: SpecArg,
@@ -291,7 +315,7 @@ def best(
         out.print(f"params: {fmt_params(trial.params)}", highlight=False)
 
 
-@app.command()
+@app.command(cls=_Command)
 @_errors
 def proxy(
     storage: StorageOpt = None,
@@ -300,6 +324,8 @@ def proxy(
     verbose: VerboseOpt = False,
 ) -> None:
     """Serve the storage through Optuna's gRPC proxy (workers: --storage grpc://HOST:PORT)."""
+    _extra("grpc", "proxy", "hpo proxy")
+    _extra("google.protobuf", "proxy", "hpo proxy")
     from hpo.study import open_storage, redact
     from hpo.study.proxy import serve
 
@@ -314,7 +340,7 @@ def proxy(
     serve(backend, host, port)
 
 
-@app.command()
+@app.command(cls=_Command)
 @_errors
 def dashboard(
     spec_path: OptSpecArg = None,
@@ -338,7 +364,7 @@ def dashboard(
     board.serve()
 
 
-@app.command()
+@app.command(cls=_Command)
 @_errors
 def report(
     spec_path: OptSpecArg = None,
@@ -362,7 +388,7 @@ def report(
         out.print(f"skipped {plot}: {reason}", highlight=False, markup=False)
 
 
-@app.command()
+@app.command(cls=_Command)
 @_errors
 def export(
     spec_path: OptSpecArg = None,
@@ -387,7 +413,12 @@ def export(
     url, name = _target(spec_path, storage, study)
     found = find(name, url)
     if output is None:
-        write_trials(found, sys.stdout, kind)
+        try:
+            write_trials(found, sys.stdout, kind)
+            sys.stdout.flush()
+        except BrokenPipeError:  # `hpo export | head`: the reader has all it wants
+            # Python would flush stdout again at exit and fail: point it at /dev/null first.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return
     with open(output, "w", newline="") as stream:
         count = write_trials(found, stream, kind)

@@ -71,3 +71,48 @@ def test_bad_storage_in_run_writes_nothing(write_spec, tmp_path: Path, monkeypat
     )
     assert "--storage" in output
     assert not list(tmp_path.glob("*.db")) and not (tmp_path / "hpo-logs").exists()
+
+
+def test_help_shows_no_type_for_flags() -> None:
+    result = runner.invoke(app, ["status", "--help"])
+    assert result.exit_code == 0
+    assert "--help" in result.output and "--verbose" in result.output
+    assert "<bool>" not in result.output
+    assert "<int>" in result.output  # options that take a value still say which
+
+
+def test_proxy_without_the_extra_says_which_to_install(tmp_path: Path, monkeypatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "grpc", None)  # as if grpcio were not installed
+    db = tmp_path / "proxy.db"
+    result = runner.invoke(app, ["proxy", "--storage", f"sqlite:///{db}"])
+    output = _one_line_exit_2(result)
+    assert "pip install 'hpo[proxy]'" in output
+    assert not db.exists()
+
+
+def test_export_into_a_closed_pipe_exits_0(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'big.db'}"
+    study = optuna.create_study(study_name="big", storage=url)
+    for i in range(20):  # ~200 KB of CSV: more than a pipe holds, so `head` closes it early
+        trial = study.ask()
+        trial.set_user_attr("note", "x" * 10_000)
+        study.tell(trial, float(i))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hpo", "export", "--study", "big", "--storage", url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().startswith(b"number")
+    proc.stdout.close()  # what `| head -1` does
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0, stderr
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr
