@@ -19,7 +19,7 @@ from rich.text import Text
 from typer.core import TyperCommand
 
 from hpo.errors import HpoError, SpecError, StorageError
-from hpo.progress import fmt_params, make_progress
+from hpo.progress import STATES, fmt_params, make_progress, slot_counts
 from hpo.study.storage import quiet_optuna
 
 app = typer.Typer(
@@ -212,12 +212,14 @@ def _target(spec_path: Path | None, storage: str | None, study: str | None) -> t
 
 def _print_summary(snap: Any, metric: str) -> None:
     table = Table(title="trials", box=None)
-    for state in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING"):
+    for state in STATES:
         table.add_column(state.lower(), justify="right")
-    table.add_row(
-        *(str(snap.counts.get(s, 0)) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING"))
-    )
+    table.add_row(*(str(snap.counts.get(s, 0)) for s in STATES))
     out.print(table)
+    _print_best(snap, metric)
+
+
+def _print_best(snap: Any, metric: str) -> None:
     if snap.best_value is None:
         out.print("no completed trial yet")
     else:
@@ -237,26 +239,35 @@ def status(
     verbose: VerboseOpt = False,
 ) -> None:
     """Trials by state, the best value and params, and the latest trials."""
-    from hpo.study import snapshot
+    from hpo.study import get_budget, redact, snapshot
 
     spec, url, study = _open(spec_path, storage, study_name)
     trials = study.get_trials(deepcopy=False)
+    out.print(f"study {spec.name}  storage: {redact(url)}", highlight=False, markup=False)
+    out.print(_trials_table(trials[-last:] if last else [], spec.metric.name))
+    slots = slot_counts(trials)
+    budget = get_budget(study) or spec.n_trials
+    finished = sum(slots.get(s, 0) for s in ("COMPLETE", "PRUNED", "FAIL"))
+    retries = len(trials) - sum(slots.values())
+    out.print(f"{finished}/{budget} budget slots finished", highlight=False)
+    shown = "  ".join(f"{s.lower()} {slots.get(s, 0)}" for s in STATES)
+    if retries:
+        shown += f"  ({retries} {'retry' if retries == 1 else 'retries'})"
+    out.print(shown, highlight=False, markup=False)
+    _print_best(snapshot(study), spec.metric.name)
+
+
+def _trials_table(trials: list[Any], metric: str) -> Table:
+    """One row per trial; the failure reason only on a failed trial (a retry that completed
+    carries its predecessor's user attrs, ``fail_reason`` among them)."""
     table = Table(box=None)
-    for col in (
-        "#",
-        "state",
-        spec.metric.name,
-        "epochs",
-        "seconds",
-        "node/worker",
-        "params",
-        "reason",
-    ):
+    for col in ("#", "state", metric, "epochs", "seconds", "node/worker", "params", "reason"):
         table.add_column(col)
-    for t in trials[-last:] if last else []:
+    for t in trials:
         secs = t.duration.total_seconds() if t.duration else None
         where = f"{t.user_attrs.get('node', '-')}/w{t.user_attrs.get('worker', '-')}"
-        table.add_row(
+        failed = t.state.name == "FAIL"
+        cells = (
             str(t.number),
             t.state.name.lower(),
             f"{t.value:.4g}" if t.value is not None else "-",
@@ -264,10 +275,10 @@ def status(
             f"{secs:.1f}" if secs else "-",
             where,
             fmt_params(t.params),
-            str(t.user_attrs.get("fail_reason", "")),
+            str(t.user_attrs.get("fail_reason", "")) if failed else "",
         )
-    out.print(table)
-    _print_summary(snapshot(study), spec.metric.name)
+        table.add_row(*(Text(c) for c in cells))
+    return table
 
 
 @app.command(cls=_Command)
@@ -291,14 +302,18 @@ def best(
         trial = study.best_trial
     except ValueError:
         raise StorageError(f"study {spec.name!r} has no completed trial yet") from None
+    from hpo.study import redact
+
     record = {
         "study": spec.name,
+        "storage": redact(url),
         "metric": spec.metric.name,
         "direction": spec.metric.direction,
         "trial": trial.number,
         "value": trial.value,
         "params": trial.params,
-        "user_attrs": trial.user_attrs,
+        # a completed retry carries its predecessor's fail_reason: not a reason for a best trial
+        "user_attrs": {k: v for k, v in trial.user_attrs.items() if k != "fail_reason"},
     }
     if download is not None:
         from hpo.study.artifacts import download_best, open_store, resolve_artifacts
@@ -311,6 +326,7 @@ def best(
     if as_json:
         sys.stdout.write(json.dumps(record, indent=2, default=str) + "\n")
     else:
+        out.print(f"study {spec.name}  storage: {record['storage']}", highlight=False, markup=False)
         out.print(f"trial {trial.number}: {spec.metric.name} = {trial.value:.6g}", highlight=False)
         out.print(f"params: {fmt_params(trial.params)}", highlight=False)
 

@@ -116,3 +116,57 @@ def test_export_into_a_closed_pipe_exits_0(tmp_path: Path) -> None:
     stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 0, stderr
     assert "Traceback" not in stderr and "BrokenPipe" not in stderr
+
+
+def _study_with_a_retry(url: str) -> None:
+    """Trial 0 was interrupted and failed; trial 1 is its retry, which completed (Optuna's
+    retry copies user attrs, `fail_reason` too); trials 2-4 completed: 4 slots, 5 rows."""
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    study = optuna.create_study(study_name="tiny", storage=url, direction="maximize")
+    dist = {"lr": FloatDistribution(0.01, 0.5, log=True)}
+    reason = {"fail_reason": "interrupted (node stopping)"}
+    study.add_trial(
+        create_trial(
+            state=TrialState.FAIL, params={"lr": 0.1}, distributions=dist, user_attrs=reason
+        )
+    )
+    retry = {"failed_trial": 0, "retry_history": [0]}
+    study.add_trial(
+        create_trial(
+            value=0.9, params={"lr": 0.1}, distributions=dist, user_attrs=reason, system_attrs=retry
+        )
+    )
+    for lr in (0.02, 0.03, 0.04):
+        study.add_trial(create_trial(value=0.5, params={"lr": lr}, distributions=dist))
+
+
+def test_status_counts_slots_reasons_only_on_failed_trials_and_names_the_storage(
+    write_spec, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'status.db'}"
+    _study_with_a_retry(url)
+
+    result = runner.invoke(app, ["status", str(write_spec(tiny_spec())), "--storage", url])
+
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    rows = {line.split()[0]: line for line in lines if line.strip()[:1].isdigit()}
+    assert "interrupted" in rows["0"] and "fail" in rows["0"]
+    assert "interrupted" not in rows["1"] and "complete" in rows["1"]
+    assert "4/4 budget slots finished" in result.output
+    assert "complete 4  pruned 0  fail 0  running 0  waiting 0  (1 retry)" in result.output
+    assert f"storage: {url}" in result.output
+
+
+def test_best_names_the_storage(write_spec, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'best.db'}"
+    _study_with_a_retry(url)
+    spec = str(write_spec(tiny_spec()))
+
+    text = runner.invoke(app, ["best", spec, "--storage", url])
+    as_json = runner.invoke(app, ["best", spec, "--storage", url, "--json"])
+
+    assert text.exit_code == 0 and f"storage: {url}" in text.output
+    assert '"storage": "' + url + '"' in as_json.output
