@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import logging
 import os
@@ -14,9 +15,11 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+from typer.core import TyperCommand
 
 from hpo.errors import HpoError, SpecError, StorageError
-from hpo.progress import fmt_params, make_progress
+from hpo.progress import STATES, fmt_params, make_progress, slot_counts
 from hpo.study.storage import quiet_optuna
 
 app = typer.Typer(
@@ -30,6 +33,27 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _Command(TyperCommand):
+    """Typer's command, minus the ``<bool>`` it prints beside flags (``--help``, ``-v``) that
+    take no value."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+def _extra(module: str, extra: str, what: str) -> None:
+    """Refuse ``what`` in one line naming the pip extra when ``module`` is not installed."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise SpecError(f"{what} needs the {extra!r} extra: pip install 'hpo[{extra}]'") from None
+
 
 SpecArg = Annotated[Path, typer.Argument(help="study YAML file", show_default=False)]
 StorageOpt = Annotated[
@@ -62,8 +86,8 @@ def _errors(func: F) -> F:
         except HpoError as exc:
             if verbose:
                 err.print_exception()
-            for line in str(exc).splitlines():
-                err.print(f"[red]error:[/] {line}", markup=True, highlight=False)
+            for line in str(exc).splitlines():  # a Text: `[proxy]` in a message is no markup
+                err.print(Text.assemble(("error:", "red"), " ", line), highlight=False)
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
@@ -83,7 +107,7 @@ def _load(spec_path: Path, study_name: str | None) -> Any:
     return spec
 
 
-@app.command()
+@app.command(cls=_Command)
 @_errors
 def validate(spec_path: SpecArg, verbose: VerboseOpt = False) -> None:
     """Check a study file without running it (exit 2 on the first problem)."""
@@ -101,7 +125,7 @@ def validate(spec_path: SpecArg, verbose: VerboseOpt = False) -> None:
     )
 
 
-@app.command()
+@app.command(cls=_Command)
 @_errors
 def run(
     spec_path: SpecArg,
@@ -127,11 +151,10 @@ def run(
 ) -> None:
     """Create (or join) the study and run trials until its budget or timeout is spent."""
     from hpo.dispatch import RunOptions, run_study
-    from hpo.study import resolve_storage_url
 
     spec = _load(spec_path, study_name)
     options = RunOptions(
-        storage_url=resolve_storage_url(storage, spec.storage),
+        storage_url=_storage_url(storage, spec.storage, spec_path),
         n_trials=n_trials,
         timeout=timeout,
         workers=workers,
@@ -152,33 +175,51 @@ def run(
     raise typer.Exit(result.exit_code)
 
 
+def _storage_url(flag: str | None, spec_storage: str | None, spec_path: Path | None) -> str:
+    """The storage URL hpo's precedence picks, normalized; a bad one names who supplied it."""
+    from hpo.spec.storage_url import normalize_storage_url
+    from hpo.study import ENV_STORAGE, resolve_storage_url
+
+    url = resolve_storage_url(flag, spec_storage)
+    if flag:
+        source = "--storage"
+    elif os.environ.get(ENV_STORAGE):
+        source = ENV_STORAGE
+    elif spec_storage:
+        source = f"{spec_path}: storage"
+    else:
+        source = "storage (the default)"
+    return normalize_storage_url(url, source)
+
+
 def _open(spec_path: Path, storage: str | None, study_name: str | None) -> Any:
-    from hpo.study import find, resolve_storage_url
+    from hpo.study import find
 
     spec = _load(spec_path, study_name)
-    return spec, find(spec.name, resolve_storage_url(storage, spec.storage))
+    url = _storage_url(storage, spec.storage, spec_path)
+    return spec, url, find(spec.name, url)
 
 
 def _target(spec_path: Path | None, storage: str | None, study: str | None) -> tuple[str, str]:
     """(storage URL, study name) from a spec file, or from ``--study`` and the storage alone."""
-    from hpo.study import resolve_storage_url
-
     if spec_path is not None:
         spec = _load(spec_path, study)
-        return resolve_storage_url(storage, spec.storage), spec.name
+        return _storage_url(storage, spec.storage, spec_path), spec.name
     if not study:
         raise SpecError("name the study: a study file, or --study NAME (with --storage URL)")
-    return resolve_storage_url(storage, None), study
+    return _storage_url(storage, None, None), study
 
 
 def _print_summary(snap: Any, metric: str) -> None:
     table = Table(title="trials", box=None)
-    for state in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING"):
+    for state in STATES:
         table.add_column(state.lower(), justify="right")
-    table.add_row(
-        *(str(snap.counts.get(s, 0)) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING"))
-    )
+    table.add_row(*(str(snap.counts.get(s, 0)) for s in STATES))
     out.print(table)
+    _print_best(snap, metric)
+
+
+def _print_best(snap: Any, metric: str) -> None:
     if snap.best_value is None:
         out.print("no completed trial yet")
     else:
@@ -188,7 +229,7 @@ def _print_summary(snap: Any, metric: str) -> None:
         out.print(f"best params: {fmt_params(snap.best_params)}", highlight=False)
 
 
-@app.command()
+@app.command(cls=_Command)
 @_errors
 def status(
     spec_path: SpecArg,
@@ -198,26 +239,35 @@ def status(
     verbose: VerboseOpt = False,
 ) -> None:
     """Trials by state, the best value and params, and the latest trials."""
-    from hpo.study import snapshot
+    from hpo.study import get_budget, redact, snapshot
 
-    spec, study = _open(spec_path, storage, study_name)
+    spec, url, study = _open(spec_path, storage, study_name)
     trials = study.get_trials(deepcopy=False)
+    out.print(f"study {spec.name}  storage: {redact(url)}", highlight=False, markup=False)
+    out.print(_trials_table(trials[-last:] if last else [], spec.metric.name))
+    slots = slot_counts(trials)
+    budget = get_budget(study) or spec.n_trials
+    finished = sum(slots.get(s, 0) for s in ("COMPLETE", "PRUNED", "FAIL"))
+    retries = len(trials) - sum(slots.values())
+    out.print(f"{finished}/{budget} budget slots finished", highlight=False)
+    shown = "  ".join(f"{s.lower()} {slots.get(s, 0)}" for s in STATES)
+    if retries:
+        shown += f"  ({retries} {'retry' if retries == 1 else 'retries'})"
+    out.print(shown, highlight=False, markup=False)
+    _print_best(snapshot(study), spec.metric.name)
+
+
+def _trials_table(trials: list[Any], metric: str) -> Table:
+    """One row per trial; the failure reason only on a failed trial (a retry that completed
+    carries its predecessor's user attrs, ``fail_reason`` among them)."""
     table = Table(box=None)
-    for col in (
-        "#",
-        "state",
-        spec.metric.name,
-        "epochs",
-        "seconds",
-        "node/worker",
-        "params",
-        "reason",
-    ):
+    for col in ("#", "state", metric, "epochs", "seconds", "node/worker", "params", "reason"):
         table.add_column(col)
-    for t in trials[-last:] if last else []:
+    for t in trials:
         secs = t.duration.total_seconds() if t.duration else None
         where = f"{t.user_attrs.get('node', '-')}/w{t.user_attrs.get('worker', '-')}"
-        table.add_row(
+        failed = t.state.name == "FAIL"
+        cells = (
             str(t.number),
             t.state.name.lower(),
             f"{t.value:.4g}" if t.value is not None else "-",
@@ -225,13 +275,13 @@ def status(
             f"{secs:.1f}" if secs else "-",
             where,
             fmt_params(t.params),
-            str(t.user_attrs.get("fail_reason", "")),
+            str(t.user_attrs.get("fail_reason", "")) if failed else "",
         )
-    out.print(table)
-    _print_summary(snapshot(study), spec.metric.name)
+        table.add_row(*(Text(c) for c in cells))
+    return table
 
 
-@app.command()
+@app.command(cls=_Command)
 @_errors
 def best(
     spec_path: SpecArg,
@@ -247,19 +297,23 @@ def best(
     verbose: VerboseOpt = False,
 ) -> None:
     """The best trial's value and parameters (and, with --download, its model weights)."""
-    spec, study = _open(spec_path, storage, study_name)
+    spec, url, study = _open(spec_path, storage, study_name)
     try:
         trial = study.best_trial
     except ValueError:
         raise StorageError(f"study {spec.name!r} has no completed trial yet") from None
+    from hpo.study import redact
+
     record = {
         "study": spec.name,
+        "storage": redact(url),
         "metric": spec.metric.name,
         "direction": spec.metric.direction,
         "trial": trial.number,
         "value": trial.value,
         "params": trial.params,
-        "user_attrs": trial.user_attrs,
+        # a completed retry carries its predecessor's fail_reason: not a reason for a best trial
+        "user_attrs": {k: v for k, v in trial.user_attrs.items() if k != "fail_reason"},
     }
     if download is not None:
         from hpo.study.artifacts import download_best, open_store, resolve_artifacts
@@ -272,11 +326,12 @@ def best(
     if as_json:
         sys.stdout.write(json.dumps(record, indent=2, default=str) + "\n")
     else:
+        out.print(f"study {spec.name}  storage: {record['storage']}", highlight=False, markup=False)
         out.print(f"trial {trial.number}: {spec.metric.name} = {trial.value:.6g}", highlight=False)
         out.print(f"params: {fmt_params(trial.params)}", highlight=False)
 
 
-@app.command()
+@app.command(cls=_Command)
 @_errors
 def proxy(
     storage: StorageOpt = None,
@@ -285,10 +340,12 @@ def proxy(
     verbose: VerboseOpt = False,
 ) -> None:
     """Serve the storage through Optuna's gRPC proxy (workers: --storage grpc://HOST:PORT)."""
-    from hpo.study import open_storage, redact, resolve_storage_url
+    _extra("grpc", "proxy", "hpo proxy")
+    _extra("google.protobuf", "proxy", "hpo proxy")
+    from hpo.study import open_storage, redact
     from hpo.study.proxy import serve
 
-    url = resolve_storage_url(storage, None)
+    url = _storage_url(storage, None, None)
     if url.startswith("grpc://"):
         raise SpecError("--storage: the proxy serves a database URL, not another proxy")
     backend = open_storage(url)
@@ -299,7 +356,7 @@ def proxy(
     serve(backend, host, port)
 
 
-@app.command()
+@app.command(cls=_Command)
 @_errors
 def dashboard(
     spec_path: OptSpecArg = None,
@@ -311,10 +368,9 @@ def dashboard(
 ) -> None:
     """Serve optuna-dashboard on the study's storage (the embedded default too), until Ctrl-C."""
     from hpo.insight import start_dashboard
-    from hpo.study import resolve_storage_url
 
     if spec_path is None and not study:
-        url, name = resolve_storage_url(storage, None), None
+        url, name = _storage_url(storage, None, None), None
     else:
         url, name = _target(spec_path, storage, study)
     board = start_dashboard(url, host, port, name)
@@ -324,7 +380,7 @@ def dashboard(
     board.serve()
 
 
-@app.command()
+@app.command(cls=_Command)
 @_errors
 def report(
     spec_path: OptSpecArg = None,
@@ -348,7 +404,7 @@ def report(
         out.print(f"skipped {plot}: {reason}", highlight=False, markup=False)
 
 
-@app.command()
+@app.command(cls=_Command)
 @_errors
 def export(
     spec_path: OptSpecArg = None,
@@ -373,7 +429,12 @@ def export(
     url, name = _target(spec_path, storage, study)
     found = find(name, url)
     if output is None:
-        write_trials(found, sys.stdout, kind)
+        try:
+            write_trials(found, sys.stdout, kind)
+            sys.stdout.flush()
+        except BrokenPipeError:  # `hpo export | head`: the reader has all it wants
+            # Python would flush stdout again at exit and fail: point it at /dev/null first.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return
     with open(output, "w", newline="") as stream:
         count = write_trials(found, stream, kind)

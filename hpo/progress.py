@@ -6,9 +6,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from optuna.trial import FrozenTrial
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from hpo.dispatch import WorkerPlan
 from hpo.spec import StudySpec
@@ -21,6 +23,17 @@ def fmt_params(params: dict[str, Any]) -> str:
     return ", ".join(
         f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
     )
+
+
+def slot_counts(trials: list[FrozenTrial]) -> dict[str, int]:
+    """Budget slots by state: a slot is in the state of its latest trial, so a failed trial
+    that was retried counts once, as its retry (``retry_history`` lists what it replaced)."""
+    replaced = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
+    counts: dict[str, int] = {}
+    for t in trials:
+        if t.number not in replaced:
+            counts[t.state.name] = counts.get(t.state.name, 0) + 1
+    return counts
 
 
 @dataclass
@@ -57,7 +70,9 @@ class PlainProgress:
             f"w{p.index}:{p.device}{'' if p.gpu is None else ':' + p.gpu}" for p in plans
         )
         self.console.print(
-            f"study {spec.name} on {storage}: budget {budget} trials, workers {devices}"
+            f"study {spec.name} on {storage}: budget {budget} trials, workers {devices}",
+            markup=False,
+            highlight=False,
         )
 
     def event(self, event: dict[str, Any]) -> None:
@@ -85,13 +100,18 @@ class PlainProgress:
         if self.state.finished_at_start is None:
             self.state.finished_at_start = snap.finished
 
+    def finished(self) -> int:
+        """Finished budget slots. A snapshot counts rows, and the failed trial a retry replaced
+        is a row too: capped at the budget so that interruptions never read `26/24`."""
+        return min(self.state.snap.finished, self.state.budget)
+
     def eta(self) -> float | None:
         """Seconds until the budget is spent, at the rate of the whole study (all nodes)."""
         s = self.state
         progressed = s.snap.finished - (s.finished_at_start or 0)
-        if progressed <= 0 or s.budget <= s.snap.finished:
+        if progressed <= 0 or s.budget <= self.finished():
             return None
-        return (s.budget - s.snap.finished) * (time.monotonic() - s.started) / progressed
+        return (s.budget - self.finished()) * (time.monotonic() - s.started) / progressed
 
     def close(self) -> None:
         pass
@@ -133,23 +153,28 @@ class LiveProgress(PlainProgress):
         self.live.update(self.render())
 
     def render(self) -> Group:
+        """Text objects only, never markup strings: rich redraws the table with the options
+        of whatever else is printed, and a line printed with ``markup=False`` would show it raw.
+        """
         s = self.state
         counts = " ".join(f"{k.lower()} {s.snap.counts.get(k, 0)}" for k in STATES)
-        done = s.snap.finished
         left = self.eta()
         eta = "" if left is None else f"  eta {left:.0f}s"
-        head = f"[bold]{s.spec.name if s.spec else ''}[/] {done}/{s.budget} finished  {counts}{eta}"
-        best = "best: -"
+        head = Text.assemble(
+            (s.spec.name if s.spec else "", "bold"),
+            f" {self.finished()}/{s.budget} finished  {counts}{eta}",
+        )
+        best = Text("best: -")
         if s.snap.best_value is not None:
             params = fmt_params(s.snap.best_params)
-            best = f"best: {s.snap.best_value:.4g} (trial {s.snap.best_number}) {params}"
+            best = Text(f"best: {s.snap.best_value:.4g} (trial {s.snap.best_number}) {params}")
         table = Table(box=None, pad_edge=False)
         for col in ("worker", "device", "trial", "epoch", "value", "samples/s", "status"):
             table.add_column(col)
         for idx, row in sorted(s.workers.items()):
             if idx < 0:
                 continue
-            table.add_row(
+            cells = (
                 f"w{idx}",
                 row.device,
                 _s(row.trial),
@@ -158,6 +183,7 @@ class LiveProgress(PlainProgress):
                 f"{row.speed:.0f}" if row.speed else "-",
                 row.status,
             )
+            table.add_row(*(Text(c) for c in cells))
         return Group(head, best, table)
 
     def close(self) -> None:

@@ -96,3 +96,33 @@ def test_terminal_table_shows_budget_best_workers_and_eta() -> None:
     assert "best: 0.9 (trial 0) lr=0.1" in text
     assert re.search(r"w0\s+cpu\s+0\s+1\s+0.5\s+900\s+training", text)
     assert re.search(r"w1\s+cpu\s+1\s+1\s+0.2\s+800\s+training", text)
+
+
+def test_live_table_never_prints_raw_markup() -> None:
+    """A trial line is printed with markup off while the table is live; rich redraws the
+    table with the same options, so a markup string in it would show as `[bold]...[/]`."""
+    buffer = io.StringIO()
+    progress = LiveProgress(
+        Console(file=buffer, force_terminal=True, force_interactive=True, width=160)
+    )
+    progress.started(SPEC, "sqlite:///x.db", PLANS, budget=4)
+    progress.snapshot(Snapshot({"WAITING": 4}, 0.9, {"opt": "[adam]"}, 0))
+    progress.live.refresh()  # as rich's refresh thread does 4 times a second
+    for event in _events():
+        progress.event(event)
+    progress.close()
+
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", buffer.getvalue())  # terminal codes
+    assert "progress" in shown and "[bold]" not in shown and "[/]" not in shown
+    assert "opt=[adam]" in shown  # a value with brackets is shown as it is
+
+
+def test_header_counts_budget_slots_never_more_than_the_budget() -> None:
+    """Two interrupted trials were retried: 26 finished rows, 24 slots."""
+    progress = LiveProgress(Console(file=io.StringIO(), force_terminal=True, width=160))
+    progress.started(SPEC, "sqlite:///x.db", PLANS, budget=24)
+    progress.snapshot(Snapshot({"COMPLETE": 24, "FAIL": 2}))
+    shown = Console(file=io.StringIO(), width=160, record=True)
+    shown.print(progress.render())
+    progress.close()
+    assert "24/24 finished" in shown.export_text()

@@ -189,3 +189,81 @@ def test_objective_spec_has_no_train_block(write_spec, tmp_path: Path, monkeypat
         load_spec(write_spec({**base, "train": {"epochs": 2}}))
     with pytest.raises(SpecError, match="has no callable 'g'"):
         load_spec(write_spec({**base, "objective": "userobj:g"}))
+
+
+def _run_bad(spec_file: Path, tmp_path: Path) -> str:
+    """Run a bad spec: exit 2, no traceback, nothing written; returns the output."""
+    db = tmp_path / "must-not-exist.db"
+    result = runner.invoke(app, ["run", str(spec_file), "--storage", f"sqlite:///{db}"])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    assert not db.exists()
+    return result.output
+
+
+def test_binary_file_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "study.yaml"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe")
+    output = _run_bad(path, tmp_path)
+    assert output.count("\n") == 1 and f"{path}: not a UTF-8 text file" in output
+
+
+def test_deeply_nested_yaml_is_one_line_not_a_recursion_error(write_spec, tmp_path: Path) -> None:
+    output = _run_bad(write_spec("[" * 20_000), tmp_path)
+    assert output.count("\n") == 1 and "nested too deeply" in output
+
+
+def test_duplicate_key_names_the_line_and_key(write_spec, tmp_path: Path) -> None:
+    text = (
+        "name: dup\nbudget: {n_trials: 2}\nspace:\n"
+        "  lr: {type: float, low: 0.01, high: 0.1}\n"
+        "  lr: {type: float, low: 0.5, high: 0.9}\n"
+    )
+    output = _run_bad(write_spec(text), tmp_path)
+    assert "study.yaml:5: space.lr: duplicate key (first at line 4)" in output
+
+
+def test_condition_on_a_value_the_parent_never_takes_is_refused(write_spec, tmp_path: Path) -> None:
+    spec = tiny_spec(
+        space={
+            "optimizer": {"type": "categorical", "choices": ["sgd", "adam"]},
+            "momentum": {
+                "type": "float",
+                "low": 0.5,
+                "high": 0.99,
+                "when": {"optimizer": "lbfgs"},
+            },
+        }
+    )
+    output = _run_bad(write_spec(spec), tmp_path)
+    assert ": space.momentum.when.optimizer: " in output
+    assert "'lbfgs'" in output and "never takes" in output
+
+
+def test_condition_values_inside_a_numeric_range_are_accepted(write_spec) -> None:
+    spec = tiny_spec(
+        space={
+            "epochs": {"type": "int", "low": 1, "high": 3},
+            "lr": {"type": "float", "low": 0.01, "high": 0.1, "when": {"epochs": [2, 3]}},
+        }
+    )
+    assert load_spec(write_spec(spec)).space["lr"].conditions() == {"epochs": [2, 3]}
+    spec["space"]["lr"]["when"] = {"epochs": 7}
+    with pytest.raises(SpecError, match=r"space.lr.when.epochs: .*never takes 7"):
+        load_spec(write_spec(spec))
+
+
+def test_many_unknown_keys_are_reported_fast_first_five_and_a_count(
+    write_spec, tmp_path: Path
+) -> None:
+    import time
+
+    lines = [f"junk_{i}: {i}" for i in range(8_000)]
+    path = write_spec("name: many\nbudget: {n_trials: 2}\n" + "\n".join(lines) + "\n")
+    start = time.perf_counter()
+    output = _run_bad(path, tmp_path)
+    assert time.perf_counter() - start < 5  # was 18 s (quadratic)
+    assert output.count("unknown key") == 5
+    assert "and 7995 more problems" in output
+    assert len(output.splitlines()) == 6

@@ -11,6 +11,9 @@ from pydantic import ValidationError
 from hpo.errors import SpecError
 from hpo.spec.study import LocatedError, StudySpec
 
+#: Validation problems printed one by one; the rest are counted (a file of typos stays readable).
+SHOWN_ERRORS = 5
+
 
 def load_spec(path: str | Path) -> StudySpec:
     """Load and validate the study file at ``path``.
@@ -22,20 +25,64 @@ def load_spec(path: str | Path) -> StudySpec:
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"{path}: no such study file")
-    text = path.read_text()
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise SpecError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    root, data = _parse(path)
     if not isinstance(data, dict):
         raise SpecError(f"{path}: a study file is a YAML mapping (name:, space:, train:, ...)")
     try:
         return StudySpec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError("\n".join(_describe(path, root, data, e) for e in exc.errors())) from None
+        errors = exc.errors()
+        lines = [_describe(path, root, data, e) for e in errors[:SHOWN_ERRORS]]
+        if len(errors) > SHOWN_ERRORS:
+            lines.append(f"{path}: ... and {len(errors) - SHOWN_ERRORS} more problems")
+        raise SpecError("\n".join(lines)) from None
+
+
+def _parse(path: Path) -> tuple[yaml.Node | None, Any]:
+    """The file's YAML node tree and its data, refusing duplicate keys."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: not a UTF-8 text file (a study file is YAML)") from None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        _refuse_duplicate_keys(path, root)
+        loader = yaml.SafeLoader("")
+        try:
+            data = loader.construct_document(root) if root is not None else None
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise SpecError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    except RecursionError:
+        raise SpecError(f"{path}: invalid YAML: nested too deeply") from None
+    return root, data
+
+
+def _refuse_duplicate_keys(path: Path, root: yaml.Node | None) -> None:
+    """PyYAML keeps the last of two equal keys; a study file with one is almost always a typo."""
+    stack: list[tuple[yaml.Node, tuple[str, ...]]] = [(root, ())] if root is not None else []
+    seen: set[int] = set()  # an alias is checked once, not once per use (no billion laughs)
+    while stack:
+        node, keys = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend((child, (*keys, str(i))) for i, child in enumerate(node.value))
+        elif isinstance(node, yaml.MappingNode):
+            first: dict[str, int] = {}
+            for key, value in node.value:
+                name, line = str(key.value), key.start_mark.line + 1
+                if isinstance(key, yaml.ScalarNode) and name in first:
+                    dotted = ".".join((*keys, name))
+                    raise SpecError(
+                        f"{path}:{line}: {dotted}: duplicate key (first at line {first[name]})"
+                    )
+                first.setdefault(name, line)
+                stack.append((value, (*keys, name)))
 
 
 def _describe(path: Path, root: yaml.Node | None, data: Any, err: Any) -> str:

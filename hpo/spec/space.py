@@ -25,6 +25,10 @@ class _Param(BaseModel):
         """The values a grid search visits, or None when the parameter gives none."""
         raise NotImplementedError
 
+    def can_take(self, value: Any) -> bool:
+        """Whether a sampler can ever give this parameter ``value`` (compared with ``==``)."""
+        raise NotImplementedError
+
 
 class _Numeric(_Param):
     log: bool = Field(False, description="sample on a log scale (low must be > 0)")
@@ -32,6 +36,16 @@ class _Numeric(_Param):
 
     def grid_values(self) -> list[Any] | None:
         return list(self.values) if self.values is not None else None
+
+    def can_take(self, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        low, high = getattr(self, "low", None), getattr(self, "high", None)
+        in_range = low is not None and high is not None and low <= value <= high
+        return in_range and self._on_step(value) or value in (self.values or [])
+
+    def _on_step(self, value: float) -> bool:
+        return True
 
     def _check_range(self, low: float | None, high: float | None) -> None:
         if self.values is not None:
@@ -82,6 +96,9 @@ class IntParam(_Numeric):
             raise ValueError("log scale needs step 1")
         return self
 
+    def _on_step(self, value: float) -> bool:
+        return value == int(value) and (int(value) - (self.low or 0)) % self.step == 0
+
 
 class CategoricalParam(_Param):
     """One of a list of choices (strings, numbers, booleans)."""
@@ -97,6 +114,9 @@ class CategoricalParam(_Param):
 
     def grid_values(self) -> list[Any] | None:
         return list(self.choices)
+
+    def can_take(self, value: Any) -> bool:
+        return value in self.choices
 
 
 Param = Annotated[FloatParam | IntParam | CategoricalParam, Field(discriminator="type")]
@@ -127,6 +147,19 @@ def ordered(space: Mapping[str, _Param]) -> list[str]:
     for name in space:
         visit(name)
     return done
+
+
+def unreachable_conditions(space: Mapping[str, _Param]) -> list[tuple[str, str, Any]]:
+    """(parameter, parent, value) for each ``when`` value its parent can never take: such a
+    parameter would never be sampled (a typo like ``lbfgs`` for a parent offering sgd, adam)."""
+    return [
+        (name, parent, value)
+        for name, param in space.items()
+        for parent, allowed in param.conditions().items()
+        if parent in space
+        for value in allowed
+        if not space[parent].can_take(value)
+    ]
 
 
 def is_active(param: _Param, chosen: Mapping[str, Any]) -> bool:

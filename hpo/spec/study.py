@@ -6,9 +6,18 @@ import importlib
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from hpo.spec.space import Param, grid_points, ordered
+from hpo.errors import SpecError
+from hpo.spec.space import Param, grid_points, ordered, unreachable_conditions
+from hpo.spec.storage_url import normalize_storage_url
 from hpo.trainer.config import METRICS, TrainConfig
 
 
@@ -133,6 +142,14 @@ class StudySpec(_Frozen):
     train: TrainConfig = Field(default_factory=TrainConfig, description="fixed training config")
     objective: str | None = Field(None, description="'package.module:function' to tune instead")
 
+    @field_validator("storage")
+    @classmethod
+    def _storage(cls, url: str | None) -> str | None:
+        try:
+            return None if url is None else normalize_storage_url(url, "storage")
+        except SpecError as exc:
+            raise ValueError(str(exc).removeprefix("storage: ")) from None
+
     @model_validator(mode="after")
     def _check(self) -> StudySpec:
         if not _NAME.match(self.name):
@@ -141,6 +158,11 @@ class StudySpec(_Frozen):
             ordered(self.space)
         except ValueError as exc:
             raise _at(("space",), str(exc)) from None
+        unreachable = unreachable_conditions(self.space)
+        if unreachable:
+            name, parent, value = unreachable[0]
+            offers = _offers(self.space[parent])
+            raise _at(("space", name, "when", parent), f"{parent} never takes {value!r} ({offers})")
         if self.objective is None:
             self._check_train_space()
         else:
@@ -208,6 +230,16 @@ def _candidates(param: Any) -> list[tuple[str, Any]]:
     found += [("choices", c) for c in getattr(param, "choices", [])]
     found += [("values", v) for v in getattr(param, "values", None) or []]
     return found
+
+
+def _offers(param: Any) -> str:
+    if getattr(param, "choices", None) is not None:
+        return "choices: " + ", ".join(repr(c) for c in param.choices)
+    if getattr(param, "low", None) is not None:
+        return f"range [{param.low}, {param.high}]" + (
+            f" step {param.step}" if getattr(param, "step", None) not in (None, 1) else ""
+        )
+    return f"values: {param.values}"
 
 
 class LocatedError(ValueError):
