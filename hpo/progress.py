@@ -92,6 +92,13 @@ class PlainProgress:
             self.console.print(f"worker {event['worker']} died (exit {event['code']}); restarted")
         elif kind == "stopping":
             self.console.print("stopping: running trials are handed back for retry")
+        elif kind == "already_complete":
+            self.console.print(
+                f"study {event['study']} is already complete: all {event['budget']} trials of "
+                "its budget finished (--n-trials N raises the budget)",
+                markup=False,
+                highlight=False,
+            )
         elif kind == "fatal":
             self.console.print(f"worker {event['worker']}: {event['message']}", markup=False)
 

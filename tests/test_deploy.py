@@ -467,6 +467,19 @@ def test_k8s_job_is_indexed_one_gpu_per_pod_and_preemption_is_retried() -> None:
     hpo_run_args_are_valid(worker["args"])
 
 
+def test_k8s_job_keeps_checkpoints_on_a_shared_volume() -> None:
+    """A replaced pod (preemption, a retry) must find its trial's checkpoint on any node."""
+    claim = k8s("PersistentVolumeClaim")
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    pod = k8s("Job")["spec"]["template"]["spec"]
+    [worker] = pod["containers"]
+    env = {e["name"]: e.get("value") for e in worker["env"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in worker["volumeMounts"]}
+    volume = volumes[mounts[env["HPO_ARTIFACTS"]]]
+    assert volume["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+
+
 def _job_wrapper() -> list[str]:
     """The Job container's command: ``sh -c SCRIPT hpo`` (the args follow)."""
     [worker] = k8s("Job")["spec"]["template"]["spec"]["containers"]

@@ -170,6 +170,7 @@ def test_budgets_asked_at_one_instant_end_at_the_largest(write_spec, objective_d
     assert [c for c, _ in results] == [0] * 5, [o for _, o in results]
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 20
     assert code == 0 and "already has a budget of 20 trials" in out, out
+    assert "is already complete" in out, out
     assert len(after) == len(trials)
 
 

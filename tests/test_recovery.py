@@ -82,6 +82,58 @@ def test_killed_trial_resumes_from_its_last_checkpoint(write_spec, tmp_path: Pat
         assert retry.intermediate_values[step] == pytest.approx(victim.intermediate_values[step])
 
 
+@pytest.mark.slow
+def test_a_trial_preempted_five_times_still_completes_resuming_each_time(
+    write_spec, tmp_path: Path
+) -> None:
+    """Spot capacity: SIGTERM the node five times in a row, ``max_retries: 1``. Preemption
+    never uses up a retry; each retry resumes from the last checkpoint and records that as
+    soon as it starts."""
+    spec = write_spec(
+        tiny_spec(
+            "spot",
+            budget={"n_trials": 1},
+            retry={"max_retries": 1},
+            train={**tiny_spec()["train"], "epochs": 16},
+        )
+    )
+    url = f"sqlite:///{tmp_path / 'hpo.db'}"
+
+    def epochs_beyond(done: int) -> bool:
+        try:
+            running = [t for t in trials_of(url, "spot") if t.state == TrialState.RUNNING]
+        except KeyError:
+            return False
+        return bool(running) and len(running[0].intermediate_values) > done
+
+    done = 0
+    for _ in range(5):
+        node = hpo("run", str(spec), "--workers", "1", cwd=tmp_path)
+        _wait_for(lambda done=done: epochs_beyond(done + 1), timeout=120)
+        node.send_signal(signal.SIGTERM)
+        out = finish(node, timeout=60)
+        assert node.returncode == 0, out
+        trials = trials_of(url, "spot")
+        latest = trials[-2]  # the preempted one; its retry is the last, WAITING
+        assert trials[-1].state == TrialState.WAITING, out
+        assert latest.user_attrs["fail_reason"].startswith("interrupted")
+        if latest.number > 0:  # a retry says it resumed while it ran, not only at its end
+            assert latest.user_attrs["resumed_from_epoch"] >= done
+        done = len(latest.intermediate_values) - 1  # the last epoch may not be checkpointed
+
+    final = hpo("run", str(spec), "--workers", "1", cwd=tmp_path)
+    out = finish(final)
+    assert final.returncode == 0, out
+    trials = trials_of(url, "spot")
+    assert [t.state for t in trials] == [TrialState.FAIL] * 5 + [TrialState.COMPLETE]
+    done_trial = trials[-1]
+    assert done_trial.system_attrs["failed_trial"] == 0
+    assert done_trial.system_attrs["hpo:failures"] == 0
+    assert done_trial.user_attrs["resumed_from_epoch"] >= 5
+    assert sorted(done_trial.intermediate_values) == list(range(1, 17))
+    assert "fail_reason" not in done_trial.user_attrs
+
+
 class _OomAbove(torch.nn.Module):
     """A model that runs out of 'memory' on batches above ``limit`` samples."""
 

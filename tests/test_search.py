@@ -87,6 +87,23 @@ def test_median_prunes_and_none_never_prunes() -> None:
     assert never.count(TrialState.PRUNED) == 0
 
 
+def test_median_warmup_protects_that_many_epochs() -> None:
+    pruner = build_pruner(
+        _spec(pruner={"type": "median", "n_startup_trials": 5, "n_warmup_steps": 1})
+    )
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    for _ in range(5):
+        trial = study.ask()
+        for epoch in (1, 2):
+            trial.report(1.0, epoch)
+        study.tell(trial, 1.0)
+    weak = study.ask()
+    weak.report(0.0, 1)
+    assert not weak.should_prune()  # epoch 1 is warm-up
+    weak.report(0.0, 2)
+    assert weak.should_prune()
+
+
 def test_suggest_respects_conditions() -> None:
     spec = _spec(
         space={

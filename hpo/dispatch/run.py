@@ -23,6 +23,7 @@ from hpo.spec import StudySpec
 from hpo.study import (
     Snapshot,
     StudyHandle,
+    budget_used,
     connection_headroom,
     fail_stale,
     get_budget,
@@ -147,6 +148,13 @@ class _Ticker:
                 "progress not refreshed",
             )
 
+    def event(self, observer: Observer, event: dict[str, Any]) -> None:
+        """Pass a worker's event on; a finished trial refreshes the counts at the next tick, so
+        the header never lags the trial lines by more than one tick."""
+        observer.event(event)
+        if event.get("event") == "trial_end":
+            self.last = 0.0
+
     def _guarded(self, work: Callable[[], object], what: str) -> None:
         if self.lost is not None:
             return
@@ -184,6 +192,13 @@ def _check_connections(handle: StudyHandle, workers: int) -> None:
         log.warning("%s", warning)
 
 
+def _complete(handle: StudyHandle, budget: int) -> bool:
+    """Every budget slot finished and nothing left to run or retry."""
+    trials = handle.study.get_trials(deepcopy=False)
+    unfinished = any(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials)
+    return not unfinished and budget_used(trials) >= budget
+
+
 def run_study(spec: StudySpec, options: RunOptions, observer: Observer) -> RunResult:
     """Create or join the study, run this node's workers until the budget or timeout is spent."""
     plans = plan_workers(
@@ -196,10 +211,14 @@ def run_study(spec: StudySpec, options: RunOptions, observer: Observer) -> RunRe
     _prepare_data(spec)  # before the storage: missing data or weights leave it untouched
     handle = prepare(spec, options.storage_url, options.n_trials, options.source)
     record_node(handle, options.node, sys.argv)
+    budget = get_budget(handle.study)
+    observer.started(spec, redact(options.storage_url), plans, budget)
+    if _complete(handle, budget):
+        observer.event({"event": "already_complete", "study": spec.name, "budget": budget})
+        return RunResult(0, snapshot(handle.study), [])
     _check_connections(handle, len(plans))
     timeout = options.timeout or spec.budget.timeout
     deadline = time.time() + timeout if timeout else None
-    observer.started(spec, redact(options.storage_url), plans, get_budget(handle.study))
     ticker = _Ticker(handle, spec, observer)
     sup = Supervisor(
         plans,
@@ -208,7 +227,7 @@ def run_study(spec: StudySpec, options: RunOptions, observer: Observer) -> RunRe
         options.node,
         deadline,
         options.logs_dir,
-        observer.event,
+        lambda event: ticker.event(observer, event),
         on_exit=lambda pid, code: (
             None if ticker.lost else _release_orphans(handle, spec, options.node, pid, code, sup)
         ),

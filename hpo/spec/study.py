@@ -98,7 +98,9 @@ class BudgetSpec(_Frozen):
 class RetrySpec(_Frozen):
     """Crash recovery: heartbeats on running trials; stale ones are failed and retried."""
 
-    max_retries: int = Field(2, ge=0, description="re-runs of a trial whose worker died")
+    max_retries: int = Field(
+        2, ge=0, description="re-runs after failures of the trial's own; interruptions never count"
+    )
     heartbeat_interval: int = Field(10, ge=1, description="seconds between heartbeats")
     grace_period: int = Field(60, ge=2, description="seconds without heartbeat before failing")
     on_oom: Literal["accumulate", "fail"] = Field(

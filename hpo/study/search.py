@@ -61,8 +61,10 @@ def build_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
             reduction_factor=p.reduction_factor,
         )
     if isinstance(p, MedianSpec):
+        # Epochs are reported as steps 1, 2, ...; Optuna prunes from step == n_warmup_steps
+        # on, so epochs 1..N are protected by N + 1.
         return optuna.pruners.MedianPruner(
-            n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps
+            n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps + 1
         )
     return optuna.pruners.NopPruner()
 

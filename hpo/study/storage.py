@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 
 from hpo.errors import SpecError, StorageError
 from hpo.spec import RetrySpec
+from hpo.spec.storage_url import normalize_storage_url
 from hpo.study.proxy import open_proxy
 from hpo.study.resilient import (
     ResilientRDBStorage,
@@ -171,6 +172,7 @@ def schema_lock(url: str, outage: float = 300.0) -> Iterator[None]:
     database file (the same one as :func:`study_lock`: one host, one lock). Other databases:
     no lock.
     """
+    url = normalize_storage_url(url, "storage")
     parsed = make_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite" and parsed.database and parsed.database != ":memory:":
@@ -211,12 +213,10 @@ def open_storage(url: str, retry: RetrySpec | None = None) -> Storage:
         SpecError: the URL is malformed or names an unknown database driver.
         StorageError: the database cannot be reached.
     """
+    url = normalize_storage_url(url, "storage")
     if url.startswith("grpc://"):
         return open_proxy(url)
-    try:
-        backend = make_url(url).get_backend_name()
-    except sqlalchemy.exc.ArgumentError:
-        raise SpecError(f"storage: {redact(url)!r} is not a database URL") from None
+    backend = make_url(url).get_backend_name()
     if backend == "sqlite":
         Path(make_url(url).database or DEFAULT_DB).parent.mkdir(parents=True, exist_ok=True)
     outage = retry.storage_outage if retry else 300.0
