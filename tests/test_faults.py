@@ -94,3 +94,32 @@ def test_lasting_outage_exits_1_with_one_clear_line(write_spec, tmp_path: Path, 
     assert node.returncode == 1, out
     assert "storage unreachable" in out
     assert time.monotonic() - started < 90
+
+
+@pytest.fixture
+def small_pg():
+    """A server with 8 connections (hpo connects as a superuser: none reserved)."""
+    pg = PrivatePostgres().init()
+    with open(pg.dir / "postgresql.conf", "a") as conf:
+        conf.write("max_connections = 8\nsuperuser_reserved_connections = 0\n")
+    pg.start()
+    yield pg
+    with contextlib.suppress(subprocess.CalledProcessError):
+        pg.stop()
+    pg.remove()
+
+
+def test_too_many_clients_is_waited_for_not_fatal(write_spec, tmp_path: Path, small_pg) -> None:
+    """Five workers need 12 connections where 8 are free: hpo warns with the numbers up front,
+    workers refused a connection wait for one, and every trial runs exactly once."""
+    spec = _spec(write_spec, tmp_path, outage=120)
+    env = {"HPO_STORAGE": small_pg.url, "PYTHONPATH": str(tmp_path)}
+    node = hpo("run", str(spec), "--workers", "5", cwd=tmp_path, env=env)
+    out = finish(node, timeout=240)
+
+    assert node.returncode == 0, out
+    assert "database connections" in out and "max_connections 8" in out, out
+    trials = trials_of(small_pg.url, "faults")
+    assert sorted(t.state for t in trials) == [TrialState.COMPLETE] * 6, [
+        (t.number, t.state, t.user_attrs) for t in trials
+    ]

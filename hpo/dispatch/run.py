@@ -182,9 +182,10 @@ class _Ticker:
 
 
 def _check_connections(handle: StudyHandle, workers: int) -> None:
-    # Each worker: its trial loop and heartbeat thread; this process: its own pool and a lock.
+    # One kept open by each worker and by this process, and a few opened for a moment (a lock,
+    # a heartbeat written while the trial loop writes).
     try:
-        warning = connection_headroom(handle.storage, 2 * workers + 2)
+        warning = connection_headroom(handle.storage, workers + 1 + 2)
     except Exception as exc:  # noqa: BLE001 - only advice
         log.debug("connection headroom unknown: %s", exc)
         return

@@ -9,6 +9,8 @@ only while nobody has edited it, so a note written by hand is never overwritten.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
 import shlex
 from collections.abc import Sequence
@@ -88,7 +90,29 @@ def note_body(name: str, description: str, nodes: list[dict[str, Any]]) -> str:
 def _refresh_note(
     study: optuna.Study, previous: str, description: str, nodes: list[dict[str, Any]]
 ) -> None:
-    from optuna_dashboard import get_note, save_note
-
+    get_note, save_note = _note_functions()
     if get_note(study) in ("", previous):  # nobody edited hpo's note in the dashboard
         save_note(study, note_body(study.study_name, description, nodes))
+
+
+@functools.cache
+def _note_functions() -> tuple[Any, Any]:
+    """optuna-dashboard's ``get_note`` and ``save_note``, from its ``_note`` module alone.
+
+    Importing the ``optuna_dashboard`` package loads its web app, plotting and scikit-learn
+    (about 2 s of CPU on every ``hpo run`` for two small functions); ``_note.py`` itself needs
+    only Optuna. Where that file cannot be loaded on its own, the package is imported.
+    """
+    try:
+        package = importlib.util.find_spec("optuna_dashboard")
+        assert package is not None and package.submodule_search_locations
+        path = Path(next(iter(package.submodule_search_locations))) / "_note.py"
+        spec = importlib.util.spec_from_file_location("hpo._dashboard_note", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module.get_note, module.save_note
+    except Exception:  # noqa: BLE001 - a layout change upstream: the slow, public path
+        from optuna_dashboard import get_note, save_note
+
+        return get_note, save_note

@@ -162,7 +162,15 @@ class ResilientRDBStorage(UpsertWrites):
     def __init__(self, url: str, *, outage_seconds: float = 300.0, **kwargs: Any) -> None:
         self.outage_seconds = outage_seconds
         self.last_outage: float | None = None  # time.monotonic() of the last failed attempt
-        super().__init__(url, **kwargs)
+        try:
+            super().__init__(url, **kwargs)
+        except BaseException:
+            # A failed start (too many clients) is retried with a new storage; the connection
+            # this one holds must not stay open, taking a slot from the server until a gc.
+            engine = getattr(self, "engine", None)
+            if engine is not None:
+                engine.dispose()
+            raise
 
     def _after_failure(self) -> None:
         self.last_outage = time.monotonic()

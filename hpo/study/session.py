@@ -114,7 +114,7 @@ def load(spec: StudySpec, url: str) -> StudyHandle:
     On a database the study reads through a :class:`TrialCache` (finished trials read once,
     the worker's own running trial answered locally); ``handle.storage`` stays the database.
     """
-    storage = open_storage(url, spec.retry)
+    storage = open_storage(url, spec.retry, create_tables=False)
     cache = TrialCache(storage) if isinstance(storage, UpsertWrites) else None
     study_id = storage.get_study_id_from_name(spec.name)
     number = register_worker(storage, study_id, spec.name)

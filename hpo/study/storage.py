@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import logging
 import os
 import warnings
@@ -95,9 +96,12 @@ def _engine_kwargs(url: str) -> dict[str, Any]:
     if parsed.get_backend_name() == "sqlite":
         return {"connect_args": {"timeout": 120}}
     kwargs: dict[str, Any] = {
-        # Two connections per worker at most: the trial loop and the heartbeat thread.
-        "pool_size": 2,
-        "max_overflow": 0,
+        # One connection kept per process, shared by the trial loop and the heartbeat thread
+        # (each holds it for one statement), so a fleet needs one server slot per worker; a
+        # second one opens only while both want it at once (and Optuna's start-up nests two),
+        # and closes after. Locks take a short-lived connection of their own (_lock_engine).
+        "pool_size": 1,
+        "max_overflow": 1,
         "pool_pre_ping": True,
         "pool_recycle": 3600,
     }
@@ -140,6 +144,9 @@ def _pg_advisory(
     except sqlalchemy.exc.DBAPIError as exc:
         raise _cannot_open(str(engine.url), exc) from None
     try:
+        # A lock is waited for as long as its holder needs (its own calls are bounded), not
+        # cut off by the statement timeout meant for a dead link.
+        conn.execute(sqlalchemy.text("SET statement_timeout = 0"))
         conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
         yield
     finally:
@@ -157,6 +164,20 @@ def _file_lock(path: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@functools.cache
+def _lock_engine(url: str) -> sqlalchemy.Engine:
+    """Connections for advisory locks, opened per lock and closed after it.
+
+    Never the storage's own pool: the work done under a lock needs that pool's connection,
+    and a lock held on it would leave a process that may not open another (a server out of
+    connection slots) waiting on itself while every other process waits on its lock.
+    """
+    connect_args = _engine_kwargs(url).get("connect_args", {})
+    return sqlalchemy.create_engine(
+        url, poolclass=sqlalchemy.pool.NullPool, connect_args=connect_args
+    )
 
 
 #: The advisory-lock key under which Optuna's tables and hpo's studies are created.
@@ -180,18 +201,11 @@ def schema_lock(url: str, outage: float = 300.0) -> Iterator[None]:
         with _reentrant(path, lambda: _file_lock(path)):
             yield
     elif backend == "postgresql":
-        engine = sqlalchemy.create_engine(
-            url,
-            poolclass=sqlalchemy.pool.NullPool,
-            **{k: v for k, v in _engine_kwargs(url).items() if k == "connect_args"},
-        )
-        try:
-            with _reentrant(
-                f"pg:{_SCHEMA_KEY}", lambda: _pg_advisory(engine, _SCHEMA_KEY, outage, opening=True)
-            ):
-                yield
-        finally:
-            engine.dispose()
+        engine = _lock_engine(url)
+        with _reentrant(
+            f"pg:{_SCHEMA_KEY}", lambda: _pg_advisory(engine, _SCHEMA_KEY, outage, opening=True)
+        ):
+            yield
     else:
         yield
 
@@ -201,11 +215,15 @@ def _cannot_open(url: str, exc: sqlalchemy.exc.DBAPIError) -> StorageError:
     return StorageError(f"cannot open storage {redact(url)}: {reason}")
 
 
-def open_storage(url: str, retry: RetrySpec | None = None) -> Storage:
+def open_storage(
+    url: str, retry: RetrySpec | None = None, *, create_tables: bool = True
+) -> Storage:
     """The storage at ``url``: a database (heartbeats and retries on with ``retry``) or a
     ``grpc://host:port`` storage proxy.
 
-    Optuna creates its tables on first open; that happens under :func:`schema_lock`. A
+    Optuna creates its tables on first open; that happens under :func:`schema_lock`. Workers,
+    started once ``hpo run`` has created the study, pass ``create_tables=False``: no lock, and
+    one connection fewer while they start. A
     database that has too many clients, is starting up or does not answer is waited for
     (``retry.storage_outage``); a refused connection fails at once (most likely a wrong port).
 
@@ -230,10 +248,15 @@ def open_storage(url: str, retry: RetrySpec | None = None) -> Storage:
         }
 
     def construct() -> ResilientRDBStorage:
-        return ResilientRDBStorage(url, engine_kwargs=_engine_kwargs(url), **kwargs)
+        return ResilientRDBStorage(
+            url,
+            engine_kwargs=_engine_kwargs(url),
+            skip_table_creation=not create_tables,
+            **kwargs,
+        )
 
     try:
-        with schema_lock(url, outage):
+        with schema_lock(url, outage) if create_tables else contextlib.nullcontext():
             storage = ride_out(construct, outage, retryable=is_busy_server)
     except sqlalchemy.exc.DBAPIError as exc:
         raise _cannot_open(url, exc) from None
@@ -258,7 +281,8 @@ def study_lock(storage: Storage, study_name: str) -> Iterator[bool]:
     key = zlib.crc32(f"hpo:{study_name}".encode())
     outage = getattr(storage, "outage_seconds", 300.0)
     if url.get_backend_name() == "postgresql":
-        with _reentrant(f"pg:{key}", lambda: _pg_advisory(storage.engine, key, outage)):
+        engine = _lock_engine(url.render_as_string(hide_password=False))
+        with _reentrant(f"pg:{key}", lambda: _pg_advisory(engine, key, outage)):
             yield True
     elif url.get_backend_name() == "sqlite" and url.database:
         path = f"{url.database}.lock"
@@ -278,7 +302,11 @@ def connection_headroom(storage: Storage, needed: int) -> str | None:
             conn.execute(sqlalchemy.text("SHOW superuser_reserved_connections")).scalar_one()
         )
         used = int(
-            conn.execute(sqlalchemy.text("SELECT count(*) FROM pg_stat_activity")).scalar_one()
+            conn.execute(
+                sqlalchemy.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+                )
+            ).scalar_one()
         )
     free = limit - reserved - used
     if needed <= free:
