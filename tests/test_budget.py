@@ -9,7 +9,7 @@ from conftest import tiny_spec
 from optuna.trial import TrialState
 
 from hpo.spec import StudySpec
-from hpo.study import budget_used, claim, next_trial, prepare, requeue
+from hpo.study import budget_used, claim, get_budget, next_trial, prepare, requeue
 from hpo.study.budget import POOL
 
 
@@ -106,3 +106,23 @@ def test_retry_does_not_count_against_budget(sqlite_url: str) -> None:
     assert retry.state == TrialState.WAITING and retry.params == trial.params
     assert trials[0].user_attrs["fail_reason"] == "worker died"
     assert len(prepare(_spec(budget={"n_trials": 2}), sqlite_url).study.trials) == 3
+
+
+def test_budget_only_grows(sqlite_url: str, caplog) -> None:
+    spec = _spec(budget={"n_trials": 3})
+    prepare(spec, sqlite_url, n_trials=7)
+    study = prepare(spec, sqlite_url, n_trials=4).study  # an explicit lower budget is kept at 7
+    assert get_budget(study) == 7
+    assert "already has a budget of 7 trials, which is kept" in caplog.text
+    assert get_budget(prepare(spec, sqlite_url).study) == 7  # the spec's 3 changes nothing
+    assert get_budget(prepare(spec, sqlite_url, n_trials=9).study) == 9
+
+
+def test_each_worker_registration_is_a_new_number(sqlite_url: str) -> None:
+    from hpo.study import load, register_worker
+
+    spec = _spec(budget={"n_trials": 2})
+    handle = prepare(spec, sqlite_url)
+    numbers = [load(spec, sqlite_url).worker_number for _ in range(3)]
+    numbers.append(register_worker(handle.storage, handle.study._study_id, spec.name))
+    assert numbers == [0, 1, 2, 3]

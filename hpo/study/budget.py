@@ -25,6 +25,8 @@ from hpo.study.retry import fail_and_retry
 from hpo.study.storage import Storage, study_lock
 from hpo.study.upsert import UpsertWrites
 
+log = logging.getLogger(__name__)
+
 
 def is_retry(trial: FrozenTrial) -> bool:
     """Whether ``trial`` re-runs a failed one (created by the retry callback)."""
@@ -39,8 +41,6 @@ def budget_used(trials: list[FrozenTrial]) -> int:
 def _key(params: dict[str, Any]) -> str:
     return json.dumps(params, sort_keys=True, default=repr)
 
-
-log = logging.getLogger(__name__)
 
 ATTR_BUDGET = "hpo:n_trials"
 #: Waiting budget trials kept in the storage at most (a refill adds up to this many).

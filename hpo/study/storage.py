@@ -203,7 +203,7 @@ def schema_lock(url: str, outage: float = 300.0) -> Iterator[None]:
     elif backend == "postgresql":
         engine = _lock_engine(url)
         with _reentrant(
-            f"pg:{_SCHEMA_KEY}", lambda: _pg_advisory(engine, _SCHEMA_KEY, outage, opening=True)
+            f"{url}#{_SCHEMA_KEY}", lambda: _pg_advisory(engine, _SCHEMA_KEY, outage, opening=True)
         ):
             yield
     else:
@@ -281,8 +281,9 @@ def study_lock(storage: Storage, study_name: str) -> Iterator[bool]:
     key = zlib.crc32(f"hpo:{study_name}".encode())
     outage = getattr(storage, "outage_seconds", 300.0)
     if url.get_backend_name() == "postgresql":
-        engine = _lock_engine(url.render_as_string(hide_password=False))
-        with _reentrant(f"pg:{key}", lambda: _pg_advisory(engine, key, outage)):
+        plain = url.render_as_string(hide_password=False)
+        engine = _lock_engine(plain)
+        with _reentrant(f"{plain}#{key}", lambda: _pg_advisory(engine, key, outage)):
             yield True
     elif url.get_backend_name() == "sqlite" and url.database:
         path = f"{url.database}.lock"
