@@ -364,16 +364,24 @@ def dashboard(
     study: StudyOpt = None,
     host: Annotated[str, typer.Option("--host", help="address to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="port")] = 8080,
+    artifacts: Annotated[
+        str | None,
+        typer.Option("--artifacts", help="artifact store to serve (default: the spec's)"),
+    ] = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Serve optuna-dashboard on the study's storage (the embedded default too), until Ctrl-C."""
     from hpo.insight import start_dashboard
+    from hpo.spec import ArtifactSpec
+    from hpo.study.artifacts import resolve_artifacts
 
     if spec_path is None and not study:
         url, name = _storage_url(storage, None, None), None
     else:
         url, name = _target(spec_path, storage, study)
-    board = start_dashboard(url, host, port, name)
+    spec_store = _load(spec_path, None).artifacts.path if spec_path else ArtifactSpec().path
+    store = resolve_artifacts(artifacts, spec_store)
+    board = start_dashboard(url, host, port, name, store)
     for line in board.how_to_reach():
         out.print(line, highlight=False, markup=False)
     out.print("Ctrl-C stops it", highlight=False)

@@ -296,6 +296,29 @@ def test_dashboard_api_lists_the_study_and_its_trials(served: Any) -> None:
     assert detail["has_intermediate_values"]
     assert "dashboard test study" in detail["note"]["body"]
     assert "-m hpo run" in detail["note"]["body"]
+    assert (
+        "**Search:** `random` sampler (seed 0), `none` pruner; budget 4 trials"
+        in (detail["note"]["body"])
+    )
+    assert detail["objective_names"] == ["val_accuracy"]  # not "Objective 0"
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_dashboard_serves_each_trials_best_model(served: Any) -> None:
+    base, name = served
+    assert _get_json(f"{base}/api/meta")["artifact_is_available"]
+    (study,) = [
+        s for s in _get_json(f"{base}/api/studies")["study_summaries"] if s["study_name"] == name
+    ]
+    detail = _get_json(f"{base}/api/studies/{study['study_id']}")
+    for trial in detail["trials"]:
+        (artifact,) = trial["artifacts"]
+        assert artifact["filename"] == "best_model.pt"
+        url = f"{base}/artifacts/{study['study_id']}/{trial['trial_id']}/{artifact['artifact_id']}"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert response.headers["Content-Type"] == "application/octet-stream"
+            assert len(response.read()) > 1000  # the weights
 
 
 def _chromium(*args: str) -> str:
@@ -350,6 +373,9 @@ def test_dashboard_pages_in_headless_chromium_show_the_trials(served: Any, tmp_p
     assert "4 Trials" in trials
     for number in range(4):
         assert f"Trial {number} Complete" in trials
+    assert "best_model.pt" in trials  # the selected trial's Artifacts section
+    history = _text(_chromium("--dump-dom", "--window-size=1280,900", page))
+    assert "val_accuracy" in history and "Objective 0" not in history
     with Image.open(shot) as image:
         assert image.size == (1280, 900)
         image.verify()

@@ -25,6 +25,7 @@ from hpo.study import (
     StudyHandle,
     budget_used,
     connection_headroom,
+    describe_setup,
     fail_stale,
     get_budget,
     prepare,
@@ -211,8 +212,8 @@ def run_study(spec: StudySpec, options: RunOptions, observer: Observer) -> RunRe
     )
     _prepare_data(spec)  # before the storage: missing data or weights leave it untouched
     handle = prepare(spec, options.storage_url, options.n_trials, options.source)
-    record_node(handle, options.node, sys.argv)
     budget = get_budget(handle.study)
+    record_node(handle, options.node, sys.argv, describe_setup(spec, budget))
     observer.started(spec, redact(options.storage_url), plans, budget)
     if _complete(handle, budget):
         observer.event({"event": "already_complete", "study": spec.name, "budget": budget})

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -45,6 +46,7 @@ class Dashboard:
     storage: str  # redacted
     study_name: str | None = None  # the study to open first
     study_id: int | None = None  # its id, when the storage holds it already
+    artifacts: str | None = None  # the artifact store served, if any
 
     @property
     def path(self) -> str:
@@ -55,8 +57,9 @@ class Dashboard:
         """Lines telling a person how to open the dashboard, from here and from a laptop."""
         node = node or socket.gethostname()
         target = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        store = f", artifacts in {self.artifacts}" if self.artifacts else ", no artifact store"
         lines = [
-            f"optuna-dashboard on {self.storage}",
+            f"optuna-dashboard on {self.storage}{store}",
             f"open http://{target}:{self.port}{self.path}",
             f"from a laptop: ssh -L {self.port}:{target}:{self.port} {node}"
             f"  then open http://127.0.0.1:{self.port}{self.path}",
@@ -80,10 +83,26 @@ class Dashboard:
             self.server.server_close()
 
 
+def _artifact_store(location: str | None) -> Any:
+    """The study's artifact store, or None where there is none to read (no such directory)."""
+    if not location or (not location.startswith("s3://") and not Path(location).is_dir()):
+        return None
+    from hpo.study.artifacts import open_store
+
+    return open_store(location)
+
+
 def start_dashboard(
-    url: str, host: str = "127.0.0.1", port: int = 8080, study_name: str | None = None
+    url: str,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    study_name: str | None = None,
+    artifacts: str | None = None,
 ) -> Dashboard:
     """Open the storage (creating Optuna's tables) and bind optuna-dashboard to ``host:port``.
+
+    ``artifacts`` is the study's artifact store (a directory or ``s3://bucket``): with it, each
+    trial's ``best_model.pt`` shows on its page and downloads.
 
     Raises:
         SpecError, StorageError: the URL is bad or the database unreachable.
@@ -98,7 +117,8 @@ def start_dashboard(
             study_id = storage.get_study_id_from_name(study_name)
         except KeyError:
             log.info("study %s is not in the storage yet", study_name)
-    app = optuna_dashboard.wsgi(storage)
+    store = _artifact_store(artifacts)
+    app = optuna_dashboard.wsgi(storage, artifact_store=store)
     try:
         server = make_server(
             host, port, app, server_class=_ThreadedServer, handler_class=_QuietHandler
@@ -106,4 +126,5 @@ def start_dashboard(
     except OSError as exc:
         raise HpoError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     bound = server.server_address[1]  # the port chosen when asked for port 0
-    return Dashboard(server, host, bound, redact(url), study_name, study_id)
+    shown = artifacts if store is not None else None
+    return Dashboard(server, host, bound, redact(url), study_name, study_id, shown)

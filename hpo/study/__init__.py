@@ -13,7 +13,7 @@ from hpo.study.budget import (
     requeue,
     set_budget,
 )
-from hpo.study.notes import ATTR_NODES, record_node, redact_command
+from hpo.study.notes import ATTR_NODES, describe_setup, record_node, redact_command
 from hpo.study.retry import enqueue_retry, fail_stale
 from hpo.study.search import build_pruner, build_sampler, suggest, worker_seed
 from hpo.study.session import (
@@ -66,6 +66,7 @@ __all__ = [
     "prepare",
     "quiet_optuna",
     "record_node",
+    "describe_setup",
     "redact",
     "redact_command",
     "requeue",

@@ -25,6 +25,8 @@ from hpo.errors import SpecError, StorageError
 
 ENV_ARTIFACTS = "HPO_ARTIFACTS"
 BEST_MODEL = "best_model.pt"
+#: The content type a best model is served with (a PyTorch pickle: bytes to download).
+MODEL_MIMETYPE = "application/octet-stream"
 
 
 def resolve_artifacts(flag: str | None, spec_path: str) -> str:
@@ -88,8 +90,12 @@ class TrialFiles:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / BEST_MODEL
             torch.save(payload, path)
+            # Named explicitly: guessed from ".pt", the type would be a SNES page table.
             return optuna.artifacts.upload_artifact(
-                artifact_store=self.store, file_path=str(path), study_or_trial=trial
+                artifact_store=self.store,
+                file_path=str(path),
+                study_or_trial=trial,
+                mimetype=MODEL_MIMETYPE,
             )
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import optuna
 
+from hpo.spec import StudySpec
 from hpo.study.session import ATTR_DESCRIPTION, StudyHandle
 from hpo.study.storage import redact, study_lock
 
@@ -43,7 +44,25 @@ def redact_command(argv: Sequence[str]) -> str:
     return " ".join(head + [shlex.quote(arg) for arg in rest])
 
 
-def record_node(handle: StudyHandle, node: str, argv: Sequence[str]) -> dict[str, Any]:
+def describe_setup(spec: StudySpec, budget: int) -> str:
+    """How the study runs, in one Markdown line: sampler, pruner, budget, metric."""
+    sampler = f"`{spec.sampler.type}` sampler"
+    seed = getattr(spec.sampler, "seed", None)
+    if seed is not None:
+        sampler += f" (seed {seed})"
+    pruner = f"`{spec.pruner.type}` pruner"
+    if spec.max_resource:
+        pruner += f" (max {spec.max_resource} epochs)"
+    limits = [f"{budget} trials"]
+    if spec.budget.timeout:
+        limits.append(f"{spec.budget.timeout:g} s")
+    metric = f"{spec.metric.name} ({spec.metric.direction})"
+    return f"**Search:** {sampler}, {pruner}; budget {', '.join(limits)}; metric {metric}"
+
+
+def record_node(
+    handle: StudyHandle, node: str, argv: Sequence[str], setup: str = ""
+) -> dict[str, Any]:
     """Append this node's start to the study's ``hpo:nodes`` and refresh the dashboard note.
 
     Done under the study's cross-node lock, since several nodes may join at the same moment.
@@ -52,6 +71,7 @@ def record_node(handle: StudyHandle, node: str, argv: Sequence[str]) -> dict[str
         handle: the study just prepared by ``hpo.study.prepare``.
         node: this node's name.
         argv: the command line that started this node (``sys.argv``); passwords are redacted.
+        setup: how the study runs (:func:`describe_setup`), shown in the note.
 
     Returns:
         The record appended.
@@ -69,13 +89,19 @@ def record_node(handle: StudyHandle, node: str, argv: Sequence[str]) -> dict[str
         after = (before + [entry])[-MAX_NODES:]
         storage.set_study_system_attr(study._study_id, ATTR_NODES, after)
         description = str(attrs.get(ATTR_DESCRIPTION, ""))
-        _refresh_note(study, note_body(study.study_name, description, before), description, after)
+        previous = note_body(study.study_name, description, before, setup)
+        _refresh_note(study, previous, note_body(study.study_name, description, after, setup))
     return entry
 
 
-def note_body(name: str, description: str, nodes: list[dict[str, Any]]) -> str:
-    """The dashboard note (Markdown): the description and the latest node commands."""
+def note_body(name: str, description: str, nodes: list[dict[str, Any]], setup: str = "") -> str:
+    """The dashboard note (Markdown): the description, how the study runs and the latest
+    node commands."""
     lines = [f"## {name}", "", description.strip() or "_no description in the spec_", ""]
+    if setup:
+        lines += [setup, ""]
+    if nodes:
+        lines += [f"**Nodes:** {len({n.get('node') for n in nodes})} ({len(nodes)} starts)", ""]
     if nodes:
         lines += ["**Started by** (newest last)", "", "| started (UTC) | node | command |"]
         lines.append("|---|---|---|")
@@ -87,12 +113,12 @@ def note_body(name: str, description: str, nodes: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _refresh_note(
-    study: optuna.Study, previous: str, description: str, nodes: list[dict[str, Any]]
-) -> None:
+def _refresh_note(study: optuna.Study, previous: str, body: str) -> None:
     get_note, save_note = _note_functions()
-    if get_note(study) in ("", previous):  # nobody edited hpo's note in the dashboard
-        save_note(study, note_body(study.study_name, description, nodes))
+    # Only while nobody edited hpo's note in the dashboard. A node whose setup line differs
+    # (another hpo version) finds a note it did not write and leaves it.
+    if get_note(study) in ("", previous):
+        save_note(study, body)
 
 
 @functools.cache
