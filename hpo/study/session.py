@@ -102,6 +102,8 @@ def prepare(
         if study_id is None:
             for key, value in {**_fingerprint(spec), ATTR_DESCRIPTION: spec.description}.items():
                 storage.set_study_system_attr(study._study_id, key, value)
+            # optuna-dashboard, plots and the optuna CLI name the metric ("Objective 0" else).
+            study.set_metric_names([spec.metric.name])
         raised = budget.raise_budget(study, n_trials or spec.n_trials, explicit=bool(n_trials))
     # Behind a proxy no lock is shared: only a node that set the budget fills the pool.
     budget.refill(study, storage, spec, force=raised)
