@@ -151,7 +151,15 @@ def run(
             as ``hpo run`` exits 1 on them.
     """
     overrides = Overrides(
-        storage, study_name, n_trials, timeout, workers, gpus, device, logs_dir, artifacts
+        storage=storage,
+        study_name=study_name,
+        n_trials=n_trials,
+        timeout=timeout,
+        workers=workers,
+        gpus=gpus,
+        device=device,
+        logs_dir=logs_dir,
+        artifacts=artifacts,
     )
     if not progress:
         return start(spec, overrides, _Quiet())

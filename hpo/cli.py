@@ -141,7 +141,15 @@ def run(
     from hpo.api import Overrides, flag, start
 
     overrides = Overrides(
-        storage, study_name, n_trials, timeout, workers, gpus, device, logs_dir, artifacts
+        storage=storage,
+        study_name=study_name,
+        n_trials=n_trials,
+        timeout=timeout,
+        workers=workers,
+        gpus=gpus,
+        device=device,
+        logs_dir=logs_dir,
+        artifacts=artifacts,
     )
     progress = make_progress(out)
     try:
