@@ -18,8 +18,8 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperCommand
 
-from hpo.errors import HpoError, SpecError, StorageError
-from hpo.progress import STATES, fmt_params, make_progress, slot_counts
+from hpo.errors import HpoError, SpecError
+from hpo.progress import STATES, fmt_params, make_progress
 from hpo.study.storage import quiet_optuna
 
 app = typer.Typer(
@@ -93,25 +93,13 @@ def _errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _load(spec_path: Path, study_name: str | None) -> Any:
-    from hpo.spec import StudySpec, load_spec
-
-    spec = load_spec(spec_path)
-    if study_name:
-        try:
-            spec = StudySpec.model_validate(
-                {**spec.model_dump(exclude_unset=True), "name": study_name}
-            )
-        except ValueError as exc:
-            raise SpecError(f"--study-name: {exc}") from None
-    return spec
-
-
 @app.command(cls=_Command)
 @_errors
 def validate(spec_path: SpecArg, verbose: VerboseOpt = False) -> None:
     """Check a study file without running it (exit 2 on the first problem)."""
-    spec = _load(spec_path, None)
+    from hpo.spec import load_spec
+
+    spec = load_spec(spec_path)
     mode = (
         f"objective {spec.objective}"
         if spec.objective
@@ -150,64 +138,47 @@ def run(
     verbose: VerboseOpt = False,
 ) -> None:
     """Create (or join) the study and run trials until its budget or timeout is spent."""
-    from hpo.dispatch import RunOptions, run_study
+    from hpo.api import Overrides, flag, start
 
-    spec = _load(spec_path, study_name)
-    options = RunOptions(
-        storage_url=_storage_url(storage, spec.storage, spec_path),
+    overrides = Overrides(
+        storage=storage,
+        study_name=study_name,
         n_trials=n_trials,
         timeout=timeout,
         workers=workers,
         gpus=gpus,
         device=device,
         logs_dir=logs_dir,
-        source=str(spec_path),
         artifacts=artifacts,
     )
     progress = make_progress(out)
     try:
-        result = run_study(spec, options, progress)
+        outcome = start(spec_path, overrides, progress, flag)
     finally:
         progress.close()
-    _print_summary(result.snapshot, spec.metric.name)
-    for path in result.failed_logs:
+    _print_summary(outcome.summary, outcome.metric)
+    for path in outcome.failed_logs:
         err.print(f"a worker failed; its log: {path}", highlight=False)
-    raise typer.Exit(result.exit_code)
+    raise typer.Exit(outcome.exit_code)
 
 
-def _storage_url(flag: str | None, spec_storage: str | None, spec_path: Path | None) -> str:
-    """The storage URL hpo's precedence picks, normalized; a bad one names who supplied it."""
-    from hpo.spec.storage_url import normalize_storage_url
-    from hpo.study import ENV_STORAGE, resolve_storage_url
+def _storage_url(given: str | None) -> str:
+    """The storage URL from ``--storage``, HPO_STORAGE or the embedded default."""
+    from hpo.api import flag, storage_url
 
-    url = resolve_storage_url(flag, spec_storage)
-    if flag:
-        source = "--storage"
-    elif os.environ.get(ENV_STORAGE):
-        source = ENV_STORAGE
-    elif spec_storage:
-        source = f"{spec_path}: storage"
-    else:
-        source = "storage (the default)"
-    return normalize_storage_url(url, source)
-
-
-def _open(spec_path: Path, storage: str | None, study_name: str | None) -> Any:
-    from hpo.study import find
-
-    spec = _load(spec_path, study_name)
-    url = _storage_url(storage, spec.storage, spec_path)
-    return spec, url, find(spec.name, url)
+    return storage_url(given, None, None, flag)
 
 
 def _target(spec_path: Path | None, storage: str | None, study: str | None) -> tuple[str, str]:
     """(storage URL, study name) from a spec file, or from ``--study`` and the storage alone."""
+    from hpo.api import flag, resolve_spec, storage_url
+
     if spec_path is not None:
-        spec = _load(spec_path, study)
-        return _storage_url(storage, spec.storage, spec_path), spec.name
+        spec, source = resolve_spec(spec_path, study, flag)
+        return storage_url(storage, spec.storage, source, flag), spec.name
     if not study:
         raise SpecError("name the study: a study file, or --study NAME (with --storage URL)")
-    return _storage_url(storage, None, None), study
+    return _storage_url(storage), study
 
 
 def _print_summary(snap: Any, metric: str) -> None:
@@ -216,17 +187,15 @@ def _print_summary(snap: Any, metric: str) -> None:
         table.add_column(state.lower(), justify="right")
     table.add_row(*(str(snap.counts.get(s, 0)) for s in STATES))
     out.print(table)
-    _print_best(snap, metric)
+    _print_best(snap.best_value, snap.best_number, snap.best_params, metric)
 
 
-def _print_best(snap: Any, metric: str) -> None:
-    if snap.best_value is None:
+def _print_best(value: float | None, number: int | None, params: Any, metric: str) -> None:
+    if value is None:
         out.print("no completed trial yet")
     else:
-        out.print(
-            f"best {metric}: {snap.best_value:.6g} (trial {snap.best_number})", highlight=False
-        )
-        out.print(f"best params: {fmt_params(snap.best_params)}", highlight=False)
+        out.print(f"best {metric}: {value:.6g} (trial {number})", highlight=False)
+        out.print(f"best params: {fmt_params(params)}", highlight=False)
 
 
 @app.command(cls=_Command)
@@ -239,22 +208,22 @@ def status(
     verbose: VerboseOpt = False,
 ) -> None:
     """Trials by state, the best value and params, and the latest trials."""
-    from hpo.study import get_budget, redact, snapshot
+    from hpo.api import flag, open_view
 
-    spec, url, study = _open(spec_path, storage, study_name)
-    trials = study.get_trials(deepcopy=False)
-    out.print(f"study {spec.name}  storage: {redact(url)}", highlight=False, markup=False)
-    out.print(_trials_table(trials[-last:] if last else [], spec.metric.name))
-    slots = slot_counts(trials)
-    budget = get_budget(study) or spec.n_trials
-    finished = sum(slots.get(s, 0) for s in ("COMPLETE", "PRUNED", "FAIL"))
-    retries = len(trials) - sum(slots.values())
-    out.print(f"{finished}/{budget} budget slots finished", highlight=False)
-    shown = "  ".join(f"{s.lower()} {slots.get(s, 0)}" for s in STATES)
-    if retries:
-        shown += f"  ({retries} {'retry' if retries == 1 else 'retries'})"
+    view = open_view(spec_path, storage, study_name, flag)
+    now = view.status(last)
+    out.print(f"study {view.name}  storage: {view.storage}", highlight=False, markup=False)
+    out.print(_trials_table(now.latest, view.metric))
+    out.print(f"{now.finished}/{now.budget} budget slots finished", highlight=False)
+    shown = "  ".join(f"{s.lower()} {now.slots.get(s, 0)}" for s in STATES)
+    if now.retries:
+        shown += f"  ({now.retries} {'retry' if now.retries == 1 else 'retries'})"
     out.print(shown, highlight=False, markup=False)
-    _print_best(snapshot(study), spec.metric.name)
+    best = now.best
+    if best is None:
+        _print_best(None, None, {}, view.metric)
+    else:
+        _print_best(best.value, best.number, best.params, view.metric)
 
 
 def _trials_table(trials: list[Any], metric: str) -> Table:
@@ -297,38 +266,31 @@ def best(
     verbose: VerboseOpt = False,
 ) -> None:
     """The best trial's value and parameters (and, with --download, its model weights)."""
-    spec, url, study = _open(spec_path, storage, study_name)
-    try:
-        trial = study.best_trial
-    except ValueError:
-        raise StorageError(f"study {spec.name!r} has no completed trial yet") from None
-    from hpo.study import redact
+    from hpo.api import flag, open_view
 
+    view = open_view(spec_path, storage, study_name, flag)
+    best = view.best()
     record = {
-        "study": spec.name,
-        "storage": redact(url),
-        "metric": spec.metric.name,
-        "direction": spec.metric.direction,
-        "trial": trial.number,
-        "value": trial.value,
-        "params": trial.params,
-        # a completed retry carries its predecessor's fail_reason: not a reason for a best trial
-        "user_attrs": {k: v for k, v in trial.user_attrs.items() if k != "fail_reason"},
+        "study": view.name,
+        "storage": view.storage,
+        "metric": view.metric,
+        "direction": view.direction,
+        "trial": best.number,
+        "value": best.value,
+        "params": best.params,
+        "user_attrs": best.user_attrs,
     }
     if download is not None:
-        from hpo.study.artifacts import download_best, open_store, resolve_artifacts
-
-        store = open_store(resolve_artifacts(artifacts, spec.artifacts.path))
-        record["weights"] = str(download_best(study, trial, store, download))
+        record["weights"] = str(view.best_model(download, artifacts))
         err.print(
-            f"best model of trial {trial.number} written to {record['weights']}", highlight=False
+            f"best model of trial {best.number} written to {record['weights']}", highlight=False
         )
     if as_json:
         sys.stdout.write(json.dumps(record, indent=2, default=str) + "\n")
     else:
-        out.print(f"study {spec.name}  storage: {record['storage']}", highlight=False, markup=False)
-        out.print(f"trial {trial.number}: {spec.metric.name} = {trial.value:.6g}", highlight=False)
-        out.print(f"params: {fmt_params(trial.params)}", highlight=False)
+        out.print(f"study {view.name}  storage: {view.storage}", highlight=False, markup=False)
+        out.print(f"trial {best.number}: {view.metric} = {best.value:.6g}", highlight=False)
+        out.print(f"params: {fmt_params(best.params)}", highlight=False)
 
 
 @app.command(cls=_Command)
@@ -345,7 +307,7 @@ def proxy(
     from hpo.study import open_storage, redact
     from hpo.study.proxy import serve
 
-    url = _storage_url(storage, None, None)
+    url = _storage_url(storage)
     if url.startswith("grpc://"):
         raise SpecError("--storage: the proxy serves a database URL, not another proxy")
     backend = open_storage(url)
@@ -376,7 +338,7 @@ def dashboard(
     from hpo.study.artifacts import resolve_artifacts
 
     if spec_path is None and not study:
-        url, name = _storage_url(storage, None, None), None
+        url, name = _storage_url(storage), None
     else:
         url, name = _target(spec_path, storage, study)
     spec_store = _load(spec_path, None).artifacts.path if spec_path else ArtifactSpec().path

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hpo.spec.load import load_spec
+from hpo.spec.load import load_spec, spec_from_dict
 from hpo.spec.space import CategoricalParam, FloatParam, IntParam, grid_points, is_active, ordered
 from hpo.spec.study import (
     ArtifactSpec,
@@ -41,4 +41,5 @@ __all__ = [
     "load_objective",
     "load_spec",
     "ordered",
+    "spec_from_dict",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +29,28 @@ def load_spec(path: str | Path) -> StudySpec:
     root, data = _parse(path)
     if not isinstance(data, dict):
         raise SpecError(f"{path}: a study file is a YAML mapping (name:, space:, train:, ...)")
+    return _validate(data, str(path), root)
+
+
+def spec_from_dict(data: Mapping[str, Any], source: str = "spec") -> StudySpec:
+    """Validate a study given as a dict of the study file's schema (the Python API's input).
+
+    Raises:
+        SpecError: as :func:`load_spec`, each problem named ``<source>: <yaml.path>: ...``.
+    """
+    if not isinstance(data, Mapping):
+        raise SpecError(f"{source}: a study is a mapping (name:, space:, train:, ...)")
+    return _validate(dict(data), source, None)
+
+
+def _validate(data: dict[str, Any], source: str, root: yaml.Node | None) -> StudySpec:
     try:
         return StudySpec.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors()
-        lines = [_describe(path, root, data, e) for e in errors[:SHOWN_ERRORS]]
+        lines = [_describe(source, root, data, e) for e in errors[:SHOWN_ERRORS]]
         if len(errors) > SHOWN_ERRORS:
-            lines.append(f"{path}: ... and {len(errors) - SHOWN_ERRORS} more problems")
+            lines.append(f"{source}: ... and {len(errors) - SHOWN_ERRORS} more problems")
         raise SpecError("\n".join(lines)) from None
 
 
@@ -85,7 +101,7 @@ def _refuse_duplicate_keys(path: Path, root: yaml.Node | None) -> None:
                 stack.append((value, (*keys, name)))
 
 
-def _describe(path: Path, root: yaml.Node | None, data: Any, err: Any) -> str:
+def _describe(path: str, root: yaml.Node | None, data: Any, err: Any) -> str:
     loc = tuple(err["loc"])
     msg = str(err["msg"]).removeprefix("Value error, ")
     cause = (err.get("ctx") or {}).get("error")

@@ -1,0 +1,289 @@
+"""The Python API: run a study and read it back, from a notebook or a script.
+
+    import hpo
+
+    result = hpo.run("studies/lr_batch.yaml", n_trials=8, workers=1)
+    view = hpo.load("studies/lr_batch.yaml")
+    view.status(), view.best(), view.trials(), view.best_model("weights/")
+
+``hpo.run`` runs a study exactly as ``hpo run`` does (worker processes, the same storage
+precedence, the same checks) and returns instead of exiting; ``hpo.load`` is what ``hpo status``
+and ``hpo best`` read. Both raise :class:`~hpo.errors.HpoError` subclasses on failure: a
+:class:`~hpo.errors.SpecError` for bad input, before anything is written. Imports happen inside
+the functions, so ``import hpo`` stays cheap (no torch, no Optuna).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from hpo.errors import SpecError
+from hpo.view import Best, Status, StudyView
+
+if TYPE_CHECKING:
+    import optuna
+
+    from hpo.dispatch import Observer, WorkerPlan
+    from hpo.spec import StudySpec
+    from hpo.study import Snapshot
+
+#: A study file's path, a dict of its schema, or a validated StudySpec.
+SpecLike: TypeAlias = "str | os.PathLike[str] | Mapping[str, Any] | StudySpec"
+#: How an option is named in messages: ``n_trials`` here, ``--n-trials`` on the command line.
+Naming: TypeAlias = Callable[[str], str]
+
+__all__ = ["Best", "Overrides", "RunOutcome", "Status", "StudyView", "load", "run"]
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def keyword(name: str) -> str:
+    """An option as the Python API names it."""
+    return name
+
+
+def flag(name: str) -> str:
+    """An option as the command line names it."""
+    return "--" + name.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """The ``hpo run`` options; None keeps the spec's value (or hpo's default)."""
+
+    storage: str | None = None  # storage URL: wins over HPO_STORAGE and the spec's
+    study_name: str | None = None  # the spec's name otherwise
+    n_trials: int | None = None  # raise the study's total budget to this
+    timeout: float | None = None  # seconds; no trial starts after
+    workers: int | None = None  # worker processes on this node
+    gpus: str | None = None  # 'all' or ids like '0,1'
+    device: str = "auto"  # auto | cpu | cuda
+    logs_dir: str | os.PathLike[str] = "hpo-logs"  # worker logs
+    artifacts: str | None = None  # checkpoint/artifact store: a shared path or s3://bucket
+
+    def check(self, naming: Naming = keyword) -> None:
+        """Raise SpecError naming the first bad option, as the command line's parser would."""
+        for name in ("n_trials", "workers"):
+            value = getattr(self, name)
+            if value is not None and (type(value) is not int or value < 1):
+                raise SpecError(f"{naming(name)}: {value!r} is not a whole number of at least 1")
+        number = isinstance(self.timeout, int | float) and not isinstance(self.timeout, bool)
+        if self.timeout is not None and not (number and self.timeout >= 0):
+            raise SpecError(f"{naming('timeout')}: {self.timeout!r} is not a number of seconds")
+        if self.device not in DEVICES:
+            raise SpecError(f"{naming('device')}: {self.device!r} is not one of auto, cpu, cuda")
+        for name in ("storage", "study_name", "gpus", "artifacts"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise SpecError(f"{naming(name)}: {value!r} is not a string")
+        if not isinstance(self.logs_dir, str | os.PathLike):
+            raise SpecError(f"{naming('logs_dir')}: {self.logs_dir!r} is not a path")
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """How a run on this node ended: its exit code (as ``hpo run`` exits), the study's counts
+    and best trial, and the study itself (opened on first use)."""
+
+    exit_code: int  # 0 done; 1 a worker or the storage failed; 130/143 stopped
+    summary: Snapshot  # trials by state, best value, params and number
+    name: str
+    metric: str
+    storage: str  # the URL, password hidden
+    failed_logs: list[Path] = field(default_factory=list)  # logs of workers that failed
+    url: str = field(default="", repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    @property
+    def study(self) -> optuna.Study:
+        """The Optuna study, for reading (``study.trials``, ``optuna.visualization``)."""
+        from hpo.study import find
+
+        return find(self.name, self.url)
+
+
+class _Quiet:
+    """An observer that shows nothing (the default of ``hpo.run``)."""
+
+    def started(self, spec: StudySpec, storage: str, plans: list[WorkerPlan], budget: int) -> None:
+        pass
+
+    def event(self, event: dict[str, Any]) -> None:
+        pass
+
+    def snapshot(self, snap: Snapshot) -> None:
+        pass
+
+
+def run(
+    spec: SpecLike,
+    *,
+    storage: str | None = None,
+    study_name: str | None = None,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+    workers: int | None = None,
+    gpus: str | None = None,
+    device: str = "auto",
+    logs_dir: str | os.PathLike[str] = "hpo-logs",
+    artifacts: str | None = None,
+    progress: bool = False,
+) -> RunOutcome:
+    """Create (or join) the study and run trials on this node until its budget or timeout is
+    spent, as ``hpo run`` does; the keywords are its options.
+
+    Args:
+        spec: a study file's path, a dict of the same schema, or a StudySpec.
+        progress: print one plain line per finished trial (quiet by default).
+
+    Returns:
+        The outcome; a failed worker or a stop (Ctrl-C, SIGTERM) shows in ``exit_code``.
+
+    Raises:
+        SpecError: a bad spec or option (nothing written); StorageError and other HpoErrors
+            as ``hpo run`` exits 1 on them.
+    """
+    overrides = Overrides(
+        storage=storage,
+        study_name=study_name,
+        n_trials=n_trials,
+        timeout=timeout,
+        workers=workers,
+        gpus=gpus,
+        device=device,
+        logs_dir=logs_dir,
+        artifacts=artifacts,
+    )
+    if not progress:
+        return start(spec, overrides, _Quiet())
+    from rich.console import Console
+
+    from hpo.progress import PlainProgress
+
+    return start(spec, overrides, PlainProgress(Console(soft_wrap=True)))
+
+
+def start(
+    spec: SpecLike, overrides: Overrides, observer: Observer, naming: Naming = keyword
+) -> RunOutcome:
+    """:func:`run` with any progress observer and option naming (what ``hpo run`` calls)."""
+    from hpo.dispatch import RunOptions, run_study
+    from hpo.study import redact
+
+    overrides.check(naming)
+    study_spec, source = resolve_spec(spec, overrides.study_name, naming)
+    url = storage_url(overrides.storage, study_spec.storage, source, naming)
+    options = RunOptions(
+        storage_url=url,
+        n_trials=overrides.n_trials,
+        timeout=overrides.timeout,
+        workers=overrides.workers,
+        gpus=overrides.gpus,
+        device=overrides.device,
+        logs_dir=Path(overrides.logs_dir),
+        source=source,
+        artifacts=overrides.artifacts,
+    )
+    result = run_study(study_spec, options, observer)
+    return RunOutcome(
+        result.exit_code,
+        result.snapshot,
+        study_spec.name,
+        study_spec.metric.name,
+        redact(url),
+        result.failed_logs,
+        url,
+    )
+
+
+def resolve_spec(
+    spec: SpecLike, study_name: str | None = None, naming: Naming = keyword
+) -> tuple[StudySpec, str]:
+    """The validated spec and what to call its source in messages (the file, or ``spec``)."""
+    from pydantic import ValidationError
+
+    from hpo.spec import StudySpec, load_spec, spec_from_dict
+
+    if isinstance(spec, StudySpec):
+        found, source = spec, "spec"
+    elif isinstance(spec, Mapping):
+        found, source = spec_from_dict(spec), "spec"
+    elif isinstance(spec, str | os.PathLike):
+        found, source = load_spec(Path(spec)), str(spec)
+    else:
+        raise SpecError(
+            f"spec: a {type(spec).__name__} is not a study file path, dict or StudySpec"
+        )
+    if study_name:
+        try:
+            found = StudySpec.model_validate(
+                {**found.model_dump(exclude_unset=True), "name": study_name}
+            )
+        except ValidationError as exc:
+            message = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+            raise SpecError(f"{naming('study_name')}: {message}") from None
+    return found, source
+
+
+def storage_url(
+    given: str | None, spec_storage: str | None, source: str | None, naming: Naming = keyword
+) -> str:
+    """The storage URL hpo's precedence picks (``given`` > HPO_STORAGE > the spec's > the
+    embedded default), normalized; a bad one is a SpecError naming who supplied it."""
+    from hpo.spec.storage_url import normalize_storage_url
+    from hpo.study import ENV_STORAGE, resolve_storage_url
+
+    url = resolve_storage_url(given, spec_storage)
+    if given:
+        who = naming("storage")
+    elif os.environ.get(ENV_STORAGE):
+        who = ENV_STORAGE
+    elif spec_storage:
+        who = f"{source}: storage"
+    else:
+        who = "storage (the default)"
+    return normalize_storage_url(url, who)
+
+
+def load(
+    target: SpecLike, storage: str | None = None, *, study_name: str | None = None
+) -> StudyView:
+    """Open a study for reading: by its spec (file, dict, StudySpec) or by its name.
+
+    A string is a study file when it ends in ``.yaml``/``.yml``, holds a path separator or
+    names an existing file; otherwise it is a study name, looked up in ``storage`` (else
+    HPO_STORAGE, else ``./hpo.db``).
+
+    Raises:
+        SpecError: a bad spec or storage URL. StorageError: no such study (the message lists
+            the studies the storage holds).
+    """
+    return open_view(target, storage, study_name)
+
+
+def open_view(
+    target: SpecLike,
+    storage: str | None = None,
+    study_name: str | None = None,
+    naming: Naming = keyword,
+) -> StudyView:
+    """:func:`load` with option naming (what ``hpo status`` and ``hpo best`` call)."""
+    from hpo.study import find
+
+    if isinstance(target, str) and not _is_file(target):
+        url = storage_url(storage, None, None, naming)
+        return StudyView(find(study_name or target, url), None, url)
+    spec, source = resolve_spec(target, study_name, naming)
+    url = storage_url(storage, spec.storage, source, naming)
+    return StudyView(find(spec.name, url), spec, url)
+
+
+def _is_file(text: str) -> bool:
+    return text.endswith((".yaml", ".yml")) or os.sep in text or Path(text).is_file()

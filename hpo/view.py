@@ -1,0 +1,150 @@
+"""A study read back (``hpo.load``): where it stands, its best trial, every trial as a plain
+record, the best model's weights. It only reads; ``hpo status`` and ``hpo best`` print it."""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hpo.errors import StorageError
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
+
+    from hpo.spec import StudySpec
+
+FINISHED = ("COMPLETE", "PRUNED", "FAIL")
+
+
+@dataclass(frozen=True)
+class Best:
+    """The best completed trial."""
+
+    number: int
+    value: float
+    params: dict[str, Any]
+    # Without ``fail_reason``: a completed retry carries its predecessor's, no reason here.
+    user_attrs: dict[str, Any]
+    trial: FrozenTrial = field(repr=False)  # the whole trial: intermediate values, times, ...
+
+
+@dataclass(frozen=True)
+class Status:
+    """Where a study stands. A budget slot is in the state of its latest trial, so a failed
+    trial that was retried counts once, as its retry; ``counts`` counts every trial."""
+
+    budget: int  # the study's total trial budget
+    slots: dict[str, int]  # budget slots by state name (COMPLETE, PRUNED, FAIL, RUNNING, ...)
+    counts: dict[str, int]  # trials by state name, retries included
+    best: Best | None  # None until a trial completes
+    latest: list[FrozenTrial] = field(default_factory=list, repr=False)  # status(last=N)
+
+    @property
+    def finished(self) -> int:
+        """Budget slots finished (completed, pruned or failed for good)."""
+        return sum(self.slots.get(s, 0) for s in FINISHED)
+
+    @property
+    def retries(self) -> int:
+        """Trials that re-ran a failed or interrupted one (they take no budget slot)."""
+        return sum(self.counts.values()) - sum(self.slots.values())
+
+
+class StudyView:
+    """A read-only view of one study in its storage (what :func:`hpo.load` returns)."""
+
+    def __init__(self, study: optuna.Study, spec: StudySpec | None, url: str) -> None:
+        self.study = study  # the Optuna study: plots, ``trials_dataframe()``, ...
+        self.spec = spec  # None when opened by name
+        self._url = url
+
+    def __repr__(self) -> str:
+        return f"StudyView({self.name!r}, storage={self.storage!r})"
+
+    @property
+    def name(self) -> str:
+        return self.study.study_name
+
+    @property
+    def storage(self) -> str:
+        """The storage URL, password hidden."""
+        from hpo.study import redact
+
+        return redact(self._url)
+
+    @property
+    def metric(self) -> str:
+        """The metric's name: the spec's, else the one the study recorded at creation."""
+        if self.spec is not None:
+            return self.spec.metric.name
+        from hpo.study import ATTR_METRIC, system_attrs
+
+        return str(system_attrs(self.study).get(ATTR_METRIC, "value"))
+
+    @property
+    def direction(self) -> str:
+        return self.study.direction.name.lower()
+
+    def status(self, last: int = 0) -> Status:
+        """Budget slots and trials by state, the best trial, and the ``last`` latest trials."""
+        from hpo.progress import slot_counts
+        from hpo.study import get_budget
+
+        trials = self.study.get_trials(deepcopy=False)
+        counts: dict[str, int] = {}
+        for t in trials:
+            counts[t.state.name] = counts.get(t.state.name, 0) + 1
+        slots = slot_counts(trials)
+        budget = get_budget(self.study) or (self.spec.n_trials if self.spec else 0)
+        latest = [copy.deepcopy(t) for t in trials[-last:]] if last > 0 else []
+        return Status(budget, slots, counts, self._best(), latest)
+
+    def best(self) -> Best:
+        """The best completed trial.
+
+        Raises:
+            StorageError: no trial has completed yet.
+        """
+        best = self._best()
+        if best is None:
+            raise StorageError(f"study {self.name!r} has no completed trial yet")
+        return best
+
+    def _best(self) -> Best | None:
+        try:
+            trial = self.study.best_trial
+        except ValueError:
+            return None
+        attrs = {k: v for k, v in trial.user_attrs.items() if k != "fail_reason"}
+        assert trial.value is not None
+        return Best(trial.number, trial.value, dict(trial.params), attrs, trial)
+
+    def trials(self) -> list[dict[str, Any]]:
+        """Every trial as the plain, JSON-ready record ``hpo export --format json`` writes:
+        number, state, value, times, params, user attrs, intermediate values."""
+        from hpo.insight.export import trial_records
+
+        return trial_records(self.study)
+
+    def best_model(
+        self, download_dir: str | os.PathLike[str], artifacts: str | None = None
+    ) -> Path:
+        """Download the best trial's ``best_model.pt`` into ``download_dir``; returns its path.
+
+        Args:
+            artifacts: the artifact store (else HPO_ARTIFACTS, else the spec's
+                ``artifacts.path``, else ``./hpo-artifacts``).
+
+        Raises:
+            StorageError: no completed trial, or the best one has no best-model artifact.
+        """
+        from hpo.spec import ArtifactSpec
+        from hpo.study.artifacts import download_best, open_store, resolve_artifacts
+
+        default = (self.spec.artifacts if self.spec else ArtifactSpec()).path
+        store = open_store(resolve_artifacts(artifacts, default))
+        return download_best(self.study, self.best().trial, store, Path(download_dir))
