@@ -334,14 +334,14 @@ def dashboard(
 ) -> None:
     """Serve optuna-dashboard on the study's storage (the embedded default too), until Ctrl-C."""
     from hpo.insight import start_dashboard
-    from hpo.spec import ArtifactSpec
+    from hpo.spec import ArtifactSpec, load_spec
     from hpo.study.artifacts import resolve_artifacts
 
     if spec_path is None and not study:
         url, name = _storage_url(storage), None
     else:
         url, name = _target(spec_path, storage, study)
-    spec_store = _load(spec_path, None).artifacts.path if spec_path else ArtifactSpec().path
+    spec_store = load_spec(spec_path).artifacts.path if spec_path else ArtifactSpec().path
     store = resolve_artifacts(artifacts, spec_store)
     board = start_dashboard(url, host, port, name, store)
     for line in board.how_to_reach():
