@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -235,12 +236,15 @@ def run_study(spec: StudySpec, options: RunOptions, observer: Observer) -> RunRe
         ),
         env={ENV_ARTIFACTS: options.artifacts} if options.artifacts else None,
     )
-    previous = signal.signal(signal.SIGTERM, lambda *_: sup.preempt())
+    # Only the main thread may set a signal handler (hpo.run from a thread: no preemption).
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, lambda *_: sup.preempt()) if main else None
     try:
         sup.start()
         code = sup.wait(ticker)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if main:
+            signal.signal(signal.SIGTERM, previous)
     ticker(force=True)
     return RunResult(code, ticker.final(), sup.failed_logs())
 
