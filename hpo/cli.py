@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import json
@@ -19,7 +20,7 @@ from rich.text import Text
 from typer.core import TyperCommand
 
 from hpo.errors import HpoError, SpecError, StorageError
-from hpo.progress import STATES, fmt_params, make_progress, slot_counts
+from hpo.progress import STATES, fmt_params, fmt_values, make_progress, slot_counts
 from hpo.study.storage import quiet_optuna
 
 app = typer.Typer(
@@ -169,7 +170,7 @@ def run(
         result = run_study(spec, options, progress)
     finally:
         progress.close()
-    _print_summary(result.snapshot, spec.metric.name)
+    _print_summary(result.snapshot, _metric_label(spec))
     for path in result.failed_logs:
         err.print(f"a worker failed; its log: {path}", highlight=False)
     raise typer.Exit(result.exit_code)
@@ -219,8 +220,18 @@ def _print_summary(snap: Any, metric: str) -> None:
     _print_best(snap, metric)
 
 
+def _metric_label(spec: Any) -> str:
+    """The study's metric name, or its metrics' names joined (a multi-objective study)."""
+    return ", ".join(m.name for m in spec.metrics)
+
+
 def _print_best(snap: Any, metric: str) -> None:
-    if snap.best_value is None:
+    if snap.front:
+        out.print(f"Pareto front ({metric}): {len(snap.front)} trials", highlight=False)
+        for number, values, params in snap.front:
+            shown = f"  trial {number}: {fmt_values(values, 6)}  [{fmt_params(params)}]"
+            out.print(shown, highlight=False, markup=False)
+    elif snap.best_value is None:
         out.print("no completed trial yet")
     else:
         out.print(
@@ -244,7 +255,7 @@ def status(
     spec, url, study = _open(spec_path, storage, study_name)
     trials = study.get_trials(deepcopy=False)
     out.print(f"study {spec.name}  storage: {redact(url)}", highlight=False, markup=False)
-    out.print(_trials_table(trials[-last:] if last else [], spec.metric.name))
+    out.print(_trials_table(trials[-last:] if last else [], _metric_label(spec)))
     slots = slot_counts(trials)
     budget = get_budget(study) or spec.n_trials
     finished = sum(slots.get(s, 0) for s in ("COMPLETE", "PRUNED", "FAIL"))
@@ -254,7 +265,7 @@ def status(
     if retries:
         shown += f"  ({retries} {'retry' if retries == 1 else 'retries'})"
     out.print(shown, highlight=False, markup=False)
-    _print_best(snapshot(study), spec.metric.name)
+    _print_best(snapshot(study), _metric_label(spec))
 
 
 def _trials_table(trials: list[Any], metric: str) -> Table:
@@ -270,7 +281,7 @@ def _trials_table(trials: list[Any], metric: str) -> Table:
         cells = (
             str(t.number),
             t.state.name.lower(),
-            f"{t.value:.4g}" if t.value is not None else "-",
+            fmt_values(t.values),
             str(t.user_attrs.get("epochs_run", "-")),
             f"{secs:.1f}" if secs else "-",
             where,
@@ -296,39 +307,67 @@ def best(
     ] = None,
     verbose: VerboseOpt = False,
 ) -> None:
-    """The best trial's value and parameters (and, with --download, its model weights)."""
-    spec, url, study = _open(spec_path, storage, study_name)
-    try:
-        trial = study.best_trial
-    except ValueError:
-        raise StorageError(f"study {spec.name!r} has no completed trial yet") from None
+    """The best trial's value and parameters (and, with --download, its model weights).
+
+    A study of several metrics has no single best trial: this shows its Pareto front, the
+    trials no other trial beats on every metric.
+    """
     from hpo.study import redact
 
-    record = {
-        "study": spec.name,
-        "storage": redact(url),
-        "metric": spec.metric.name,
-        "direction": spec.metric.direction,
-        "trial": trial.number,
-        "value": trial.value,
-        "params": trial.params,
-        # a completed retry carries its predecessor's fail_reason: not a reason for a best trial
-        "user_attrs": {k: v for k, v in trial.user_attrs.items() if k != "fail_reason"},
-    }
+    spec, url, study = _open(spec_path, storage, study_name)
+    front = sorted(study.best_trials, key=lambda t: t.number) if spec.multi_objective else []
+    if not spec.multi_objective:
+        with contextlib.suppress(ValueError):  # no completed trial yet
+            front = [study.best_trial]
+    if not front:
+        raise StorageError(f"study {spec.name!r} has no completed trial yet")
+    entries = [_best_record(t, spec) for t in front]
     if download is not None:
         from hpo.study.artifacts import download_best, open_store, resolve_artifacts
 
         store = open_store(resolve_artifacts(artifacts, spec.artifacts.path))
-        record["weights"] = str(download_best(study, trial, store, download))
-        err.print(
-            f"best model of trial {trial.number} written to {record['weights']}", highlight=False
-        )
+        for trial, entry in zip(front, entries, strict=True):
+            entry["weights"] = str(download_best(study, trial, store, download))
+            err.print(
+                f"best model of trial {trial.number} written to {entry['weights']}",
+                highlight=False,
+            )
+    record: dict[str, Any] = {"study": spec.name, "storage": redact(url)}
+    if spec.multi_objective:
+        record["metrics"] = [m.name for m in spec.metrics]
+        record["directions"] = [m.direction for m in spec.metrics]
+        record["pareto_front"] = entries
+    else:
+        record.update(metric=spec.metrics[0].name, direction=spec.metrics[0].direction)
+        record.update(entries[0])
     if as_json:
         sys.stdout.write(json.dumps(record, indent=2, default=str) + "\n")
-    else:
-        out.print(f"study {spec.name}  storage: {record['storage']}", highlight=False, markup=False)
-        out.print(f"trial {trial.number}: {spec.metric.name} = {trial.value:.6g}", highlight=False)
-        out.print(f"params: {fmt_params(trial.params)}", highlight=False)
+        return
+    out.print(f"study {spec.name}  storage: {record['storage']}", highlight=False, markup=False)
+    if spec.multi_objective:
+        label = _metric_label(spec)
+        out.print(f"Pareto front ({label}): {len(front)} trials", highlight=False, markup=False)
+    for t in front:
+        out.print(f"trial {t.number}: {_named_values(t, spec)}", highlight=False, markup=False)
+        out.print(f"params: {fmt_params(t.params)}", highlight=False, markup=False)
+
+
+def _best_record(trial: Any, spec: Any) -> dict[str, Any]:
+    values: dict[str, Any] = (
+        {"values": trial.values} if spec.multi_objective else {"value": trial.value}
+    )
+    return {
+        "trial": trial.number,
+        **values,
+        "params": trial.params,
+        # a completed retry carries its predecessor's fail_reason: not a reason for a best trial
+        "user_attrs": {k: v for k, v in trial.user_attrs.items() if k != "fail_reason"},
+    }
+
+
+def _named_values(trial: Any, spec: Any) -> str:
+    """``name = value`` for each of the study's metrics."""
+    return ", ".join(f"{m.name} = {v:.6g}" for m, v in zip(spec.metrics, trial.values, strict=True))
 
 
 @app.command(cls=_Command)
