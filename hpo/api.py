@@ -196,7 +196,7 @@ def start(
         result.exit_code,
         result.snapshot,
         study_spec.name,
-        study_spec.metric.name,
+        ", ".join(m.name for m in study_spec.metrics),
         redact(url),
         result.failed_logs,
         url,

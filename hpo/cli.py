@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import json
@@ -18,8 +19,8 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperCommand
 
-from hpo.errors import HpoError, SpecError
-from hpo.progress import STATES, fmt_params, make_progress
+from hpo.errors import HpoError, SpecError, StorageError
+from hpo.progress import STATES, fmt_params, fmt_values, make_progress
 from hpo.study.storage import quiet_optuna
 
 app = typer.Typer(
@@ -187,15 +188,27 @@ def _print_summary(snap: Any, metric: str) -> None:
         table.add_column(state.lower(), justify="right")
     table.add_row(*(str(snap.counts.get(s, 0)) for s in STATES))
     out.print(table)
-    _print_best(snap.best_value, snap.best_number, snap.best_params, metric)
+    _print_best(snap, metric)
 
 
-def _print_best(value: float | None, number: int | None, params: Any, metric: str) -> None:
-    if value is None:
+def _metric_label(spec: Any) -> str:
+    """The study's metric name, or its metrics' names joined (a multi-objective study)."""
+    return ", ".join(m.name for m in spec.metrics)
+
+
+def _print_best(snap: Any, metric: str) -> None:
+    if snap.front:
+        out.print(f"Pareto front ({metric}): {len(snap.front)} trials", highlight=False)
+        for number, values, params in snap.front:
+            shown = f"  trial {number}: {fmt_values(values, 6)}  [{fmt_params(params)}]"
+            out.print(shown, highlight=False, markup=False)
+    elif snap.best_value is None:
         out.print("no completed trial yet")
     else:
-        out.print(f"best {metric}: {value:.6g} (trial {number})", highlight=False)
-        out.print(f"best params: {fmt_params(params)}", highlight=False)
+        out.print(
+            f"best {metric}: {snap.best_value:.6g} (trial {snap.best_number})", highlight=False
+        )
+        out.print(f"best params: {fmt_params(snap.best_params)}", highlight=False)
 
 
 @app.command(cls=_Command)
@@ -209,6 +222,7 @@ def status(
 ) -> None:
     """Trials by state, the best value and params, and the latest trials."""
     from hpo.api import flag, open_view
+    from hpo.study import snapshot
 
     view = open_view(spec_path, storage, study_name, flag)
     now = view.status(last)
@@ -219,11 +233,7 @@ def status(
     if now.retries:
         shown += f"  ({now.retries} {'retry' if now.retries == 1 else 'retries'})"
     out.print(shown, highlight=False, markup=False)
-    best = now.best
-    if best is None:
-        _print_best(None, None, {}, view.metric)
-    else:
-        _print_best(best.value, best.number, best.params, view.metric)
+    _print_best(snapshot(view.study), view.metric)
 
 
 def _trials_table(trials: list[Any], metric: str) -> Table:
@@ -239,7 +249,7 @@ def _trials_table(trials: list[Any], metric: str) -> Table:
         cells = (
             str(t.number),
             t.state.name.lower(),
-            f"{t.value:.4g}" if t.value is not None else "-",
+            fmt_values(t.values),
             str(t.user_attrs.get("epochs_run", "-")),
             f"{secs:.1f}" if secs else "-",
             where,
@@ -265,32 +275,69 @@ def best(
     ] = None,
     verbose: VerboseOpt = False,
 ) -> None:
-    """The best trial's value and parameters (and, with --download, its model weights)."""
+    """The best trial's value and parameters (and, with --download, its model weights).
+
+    A study of several metrics has no single best trial: this shows its Pareto front, the
+    trials no other trial beats on every metric.
+    """
     from hpo.api import flag, open_view
 
     view = open_view(spec_path, storage, study_name, flag)
-    best = view.best()
-    record = {
-        "study": view.name,
-        "storage": view.storage,
-        "metric": view.metric,
-        "direction": view.direction,
-        "trial": best.number,
-        "value": best.value,
-        "params": best.params,
-        "user_attrs": best.user_attrs,
-    }
+    spec, study = view.spec, view.study
+    assert spec is not None  # a study file was given
+    front = sorted(study.best_trials, key=lambda t: t.number) if spec.multi_objective else []
+    if not spec.multi_objective:
+        with contextlib.suppress(ValueError):  # no completed trial yet
+            front = [study.best_trial]
+    if not front:
+        raise StorageError(f"study {spec.name!r} has no completed trial yet")
+    entries = [_best_record(t, spec) for t in front]
     if download is not None:
-        record["weights"] = str(view.best_model(download, artifacts))
-        err.print(
-            f"best model of trial {best.number} written to {record['weights']}", highlight=False
-        )
+        from hpo.study.artifacts import download_best, open_store, resolve_artifacts
+
+        store = open_store(resolve_artifacts(artifacts, spec.artifacts.path))
+        for trial, entry in zip(front, entries, strict=True):
+            entry["weights"] = str(download_best(study, trial, store, download))
+            err.print(
+                f"best model of trial {trial.number} written to {entry['weights']}",
+                highlight=False,
+            )
+    record: dict[str, Any] = {"study": spec.name, "storage": view.storage}
+    if spec.multi_objective:
+        record["metrics"] = [m.name for m in spec.metrics]
+        record["directions"] = [m.direction for m in spec.metrics]
+        record["pareto_front"] = entries
+    else:
+        record.update(metric=spec.metrics[0].name, direction=spec.metrics[0].direction)
+        record.update(entries[0])
     if as_json:
         sys.stdout.write(json.dumps(record, indent=2, default=str) + "\n")
-    else:
-        out.print(f"study {view.name}  storage: {view.storage}", highlight=False, markup=False)
-        out.print(f"trial {best.number}: {view.metric} = {best.value:.6g}", highlight=False)
-        out.print(f"params: {fmt_params(best.params)}", highlight=False)
+        return
+    out.print(f"study {spec.name}  storage: {record['storage']}", highlight=False, markup=False)
+    if spec.multi_objective:
+        label = _metric_label(spec)
+        out.print(f"Pareto front ({label}): {len(front)} trials", highlight=False, markup=False)
+    for t in front:
+        out.print(f"trial {t.number}: {_named_values(t, spec)}", highlight=False, markup=False)
+        out.print(f"params: {fmt_params(t.params)}", highlight=False, markup=False)
+
+
+def _best_record(trial: Any, spec: Any) -> dict[str, Any]:
+    values: dict[str, Any] = (
+        {"values": trial.values} if spec.multi_objective else {"value": trial.value}
+    )
+    return {
+        "trial": trial.number,
+        **values,
+        "params": trial.params,
+        # a completed retry carries its predecessor's fail_reason: not a reason for a best trial
+        "user_attrs": {k: v for k, v in trial.user_attrs.items() if k != "fail_reason"},
+    }
+
+
+def _named_values(trial: Any, spec: Any) -> str:
+    """``name = value`` for each of the study's metrics."""
+    return ", ".join(f"{m.name} = {v:.6g}" for m, v in zip(spec.metrics, trial.values, strict=True))
 
 
 @app.command(cls=_Command)

@@ -25,6 +25,15 @@ def fmt_params(params: dict[str, Any]) -> str:
     )
 
 
+def fmt_values(value: Any, digits: int = 4) -> str:
+    """A trial's value (a float) or values (a list, several metrics), or '-' for none."""
+    if isinstance(value, int | float):
+        return f"{value:.{digits}g}"
+    if isinstance(value, list | tuple) and value:
+        return ", ".join(f"{v:.{digits}g}" for v in value)
+    return "-"
+
+
 def slot_counts(trials: list[FrozenTrial]) -> dict[str, int]:
     """Budget slots by state: a slot is in the state of its latest trial, so a failed trial
     that was retried counts once, as its retry (``retry_history`` lists what it replaced)."""
@@ -79,7 +88,7 @@ class PlainProgress:
         kind = event.get("event")
         if kind == "trial_end":
             value = event.get("value")
-            shown = f"{value:.4g}" if isinstance(value, float) else "-"
+            shown = fmt_values(value)
             reason = f" ({event['reason']})" if event.get("reason") else ""
             self.console.print(
                 f"trial {event['trial']} {event['state'].lower()} value={shown} "
@@ -172,7 +181,11 @@ class LiveProgress(PlainProgress):
             f" {self.finished()}/{s.budget} finished  {counts}{eta}",
         )
         best = Text("best: -")
-        if s.snap.best_value is not None:
+        if s.snap.front:
+            numbers = ", ".join(str(n) for n, _, _ in s.snap.front[:10])
+            more = " ..." if len(s.snap.front) > 10 else ""
+            best = Text(f"Pareto front: {len(s.snap.front)} trials ({numbers}{more})")
+        elif s.snap.best_value is not None:
             params = fmt_params(s.snap.best_params)
             best = Text(f"best: {s.snap.best_value:.4g} (trial {s.snap.best_number}) {params}")
         table = Table(box=None, pad_edge=False)

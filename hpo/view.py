@@ -78,9 +78,10 @@ class StudyView:
 
     @property
     def metric(self) -> str:
-        """The metric's name: the spec's, else the one the study recorded at creation."""
+        """The metric's name (names, joined, for several): the spec's, else the one the study
+        recorded at creation."""
         if self.spec is not None:
-            return self.spec.metric.name
+            return ", ".join(m.name for m in self.spec.metrics)
         from hpo.study import ATTR_METRIC, system_attrs
 
         return str(system_attrs(self.study).get(ATTR_METRIC, "value"))

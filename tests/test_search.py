@@ -20,10 +20,59 @@ def _spec(**overrides: object) -> StudySpec:
     [
         ({"type": "tpe", "seed": 1}, optuna.samplers.TPESampler),
         ({"type": "random", "seed": 1}, optuna.samplers.RandomSampler),
+        ({"type": "gp", "seed": 1}, optuna.samplers.GPSampler),
+        ({"type": "qmc", "seed": 1}, optuna.samplers.QMCSampler),
+        ({"type": "nsgaii", "seed": 1}, optuna.samplers.NSGAIISampler),
     ],
 )
 def test_sampler_built_from_spec(sampler: dict, cls: type) -> None:
     assert isinstance(build_sampler(_spec(sampler=sampler)), cls)
+
+
+def test_cmaes_sampler_built_from_spec() -> None:
+    pytest.importorskip("cmaes")
+    assert isinstance(build_sampler(_spec(sampler={"type": "cmaes"})), optuna.samplers.CmaEsSampler)
+
+
+def _first_draws(spec: StudySpec, workers: int) -> list[float]:
+    """Each worker's sampler's first value of ``lr`` on one study, one trial per worker."""
+    study = optuna.create_study()
+    dist = optuna.distributions.FloatDistribution(0.01, 0.5, log=True)
+    draws = []
+    for i in range(workers):
+        sampler = build_sampler(spec, i)
+        trial = study.ask()
+        draws.append(sampler.sample_independent(study, trial, "lr", dist))
+    return draws
+
+
+@pytest.mark.parametrize("kind", ["random", "gp", "nsgaii", "cmaes"])
+def test_parallel_workers_of_every_seeded_sampler_draw_differently(kind: str) -> None:
+    if kind == "cmaes":
+        pytest.importorskip("cmaes")
+    spec = _spec(sampler={"type": kind, "seed": 0})
+    assert len(set(_first_draws(spec, 4))) == 4
+    assert _first_draws(spec, 1) == _first_draws(spec, 1)  # the seed reproduces
+
+
+def test_qmc_workers_share_one_sequence_through_the_storage() -> None:
+    """Every worker scrambles alike (the spec's seed, not offset): four workers taking turns
+    on one study draw the same points as one worker alone."""
+    spec = _spec(sampler={"type": "qmc", "seed": 5})
+
+    def points(workers: int) -> list[float]:
+        study = optuna.create_study()
+        samplers = [build_sampler(spec, i) for i in range(workers)]
+        found = []
+        for n in range(8):
+            study.sampler = samplers[n % workers]
+            trial = study.ask({"lr": optuna.distributions.FloatDistribution(0.01, 0.5, log=True)})
+            study.tell(trial, 0.0)
+            found.append(trial.params["lr"])
+        return found
+
+    alone = points(1)
+    assert len(set(alone)) == 8 and points(4) == alone
 
 
 def test_worker_seeds_are_distinct_per_registration_and_the_first_is_the_spec_seed() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from typer.testing import CliRunner
 
 from hpo.cli import app
 from hpo.errors import SpecError
-from hpo.spec import GridSpec, load_spec
+from hpo.spec import SAMPLER_EXTRAS, GridSpec, StudySpec, load_spec
 
 runner = CliRunner()
 
@@ -68,6 +69,14 @@ BAD = [
         "unknown parameter 'optimizer'",
     ),
     ({"budget": {}}, "budget.n_trials", "required"),
+    (
+        {
+            "metric": [{"name": "val_accuracy"}, {"name": "val_loss", "direction": "minimize"}],
+            "pruner": {"type": "hyperband"},
+        },
+        "pruner.type",
+        "Optuna cannot prune a study of several metrics",
+    ),  # fmt: skip
 ]
 
 
@@ -267,3 +276,44 @@ def test_many_unknown_keys_are_reported_fast_first_five_and_a_count(
     assert output.count("unknown key") == 5
     assert "and 7995 more problems" in output
     assert len(output.splitlines()) == 6
+
+
+@pytest.mark.parametrize(
+    "sampler",
+    [
+        {"type": "gp", "seed": 3, "n_startup_trials": 4, "deterministic_objective": True},
+        {"type": "qmc", "qmc_type": "halton", "scramble": False},
+        {"type": "nsgaii", "population_size": 8, "crossover_prob": 0.8},
+        {"type": "cmaes", "sigma0": 0.1, "restart_strategy": "ipop"},
+    ],
+    ids=lambda s: s["type"],
+)
+def test_every_optuna_sampler_is_a_spec_sampler_with_its_options(sampler: dict) -> None:
+    if sampler["type"] == "cmaes":
+        pytest.importorskip("cmaes")
+    spec = StudySpec.model_validate(tiny_spec(sampler=sampler))
+    assert spec.sampler.model_dump(exclude_unset=True) == sampler
+
+
+def test_a_sampler_without_its_extra_is_one_line_naming_the_extra_exit_2_nothing_written(
+    write_spec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(SAMPLER_EXTRAS, "gp", (("no_such_module_xyz",), "gp"))
+    db = tmp_path / "must-not-exist.db"
+    spec_file = write_spec(tiny_spec(sampler={"type": "gp"}))
+
+    for args in (["validate"], ["run", "--storage", f"sqlite:///{db}"]):
+        result = runner.invoke(app, [args[0], str(spec_file), *args[1:]])
+
+        assert result.exit_code == 2, result.output
+        assert result.output.count("\n") == 1, result.output
+        assert ": sampler.type: the gp sampler needs 'no_such_module_xyz'" in result.output
+        assert "pip install 'hpo[gp]'" in result.output
+    assert not db.exists()
+
+
+def test_cmaes_without_its_package_names_the_extra(write_spec) -> None:
+    if importlib.util.find_spec("cmaes") is not None:
+        pytest.skip("cmaes is installed")
+    with pytest.raises(SpecError, match=r"sampler.type: the cmaes sampler .*hpo\[cmaes\]"):
+        load_spec(write_spec(tiny_spec(sampler={"type": "cmaes"})))

@@ -9,7 +9,7 @@ from typing import IO, Any, Literal
 
 import optuna
 
-from hpo.study import ATTR_METRIC, system_attrs
+from hpo.study import metric_names
 
 Format = Literal["csv", "json"]
 #: The fixed CSV columns; ``params_<name>`` and ``user_attrs_<name>`` columns follow.
@@ -25,11 +25,16 @@ COLUMNS = (
 
 
 def trial_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
-    """One trial as a JSON-ready dict: state, value, times, params, user attrs, epoch values."""
+    """One trial as a JSON-ready dict: state, value, times, params, user attrs, epoch values.
+
+    ``value`` is a list, one per metric, for a trial of a multi-objective study.
+    """
+    values = trial.values or []
+    value: Any = [_finite(v) for v in values] if len(values) > 1 else _finite(trial.value)
     return {
         "number": trial.number,
         "state": trial.state.name,
-        "value": _finite(trial.value),
+        "value": value,
         "datetime_start": trial.datetime_start.isoformat() if trial.datetime_start else None,
         "datetime_complete": (
             trial.datetime_complete.isoformat() if trial.datetime_complete else None
@@ -59,14 +64,18 @@ def write_trials(study: optuna.Study, stream: IO[str], fmt: Format = "csv") -> i
 
     CSV has one row per trial, with a ``params_<name>`` and a ``user_attrs_<name>`` column per
     name seen in any trial (nested values as JSON). JSON is one object: the study's name,
-    metric and direction, and ``trials``, the full records including intermediate values.
+    metric and direction (lists for a multi-objective study), and ``trials``, the full records
+    including intermediate values.
     """
     records = trial_records(study)
     if fmt == "json":
+        names = metric_names(study)
+        directions = [d.name.lower() for d in study.directions]
+        multi = len(directions) > 1
         doc = {
             "study": study.study_name,
-            "metric": system_attrs(study).get(ATTR_METRIC),
-            "direction": study.direction.name.lower(),
+            "metric": names if multi else names[0],
+            "direction": directions if multi else directions[0],
             "trials": records,
         }
         json.dump(doc, stream, indent=2, default=str, allow_nan=False)

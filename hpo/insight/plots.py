@@ -86,9 +86,29 @@ PLOTS = (
 )
 
 
+#: Drawn first for a study of several metrics.
+PARETO = Plot(
+    "pareto_front",
+    "Pareto front",
+    "Each completed trial by its metrics; the Pareto-optimal ones (no trial beats them on "
+    "every metric) highlighted.",
+    pl.plot_pareto_front,
+    mpl.plot_pareto_front,
+    target_name=False,
+)
+
+
+def plots_for(study: optuna.Study) -> list[Plot]:
+    """The plots that fit ``study``: with several metrics, the Pareto front first, and the
+    others drawn for the first metric."""
+    return [PARETO, *PLOTS] if len(study.directions) > 1 else list(PLOTS)
+
+
 def skip_reason(plot: Plot, trials: list[FrozenTrial]) -> str | None:
     """Why ``plot`` cannot be drawn from ``trials``, or None when it can."""
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if plot is PARETO and complete and len(complete[0].values) > 3:
+        return "a Pareto front is drawn for 2 or 3 metrics"
     if plot.name == "intermediate_values":
         return None if any(t.intermediate_values for t in trials) else "no trial reported epochs"
     if not complete:
@@ -108,22 +128,33 @@ def skip_reason(plot: Plot, trials: list[FrozenTrial]) -> str | None:
     return None
 
 
-def _kwargs(plot: Plot, target_name: str) -> dict[str, Any]:
-    return {"target_name": target_name} if plot.target_name else {}
+def _first_value(trial: FrozenTrial) -> float:
+    return trial.values[0]
 
 
-def plotly_figure(plot: Plot, study: optuna.Study, target_name: str) -> Any:
-    """The plotly figure of ``plot`` (check ``skip_reason`` first)."""
+def _kwargs(plot: Plot, names: list[str]) -> dict[str, Any]:
+    """The metric names; with several metrics, the single-value plots draw the first."""
+    if plot is PARETO:
+        return {"target_names": names}
+    if not plot.target_name:
+        return {}
+    if len(names) > 1:
+        return {"target": _first_value, "target_name": names[0]}
+    return {"target_name": names[0]}
+
+
+def plotly_figure(plot: Plot, study: optuna.Study, names: list[str]) -> Any:
+    """The plotly figure of ``plot`` (check ``skip_reason`` first); ``names``: the metrics'."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return plot.plotly(study, **_kwargs(plot, target_name))
+        return plot.plotly(study, **_kwargs(plot, names))
 
 
-def save_png(plot: Plot, study: optuna.Study, target_name: str, path: Path) -> Path:
+def save_png(plot: Plot, study: optuna.Study, names: list[str], path: Path) -> Path:
     """Draw ``plot`` with matplotlib and save it as a PNG at ``path``."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        axes = plot.matplotlib(study, **_kwargs(plot, target_name))
+        axes = plot.matplotlib(study, **_kwargs(plot, names))
     figure = np.ravel(axes)[0].figure
     try:
         figure.savefig(path, dpi=100, bbox_inches="tight")

@@ -2,7 +2,8 @@
 
 ``report.html`` (self-contained: plotly's JavaScript is inlined, no network needed), a PNG of
 every plot, ``best_params.yaml`` (the best trial's parameters, ready to paste under a spec's
-``train:``) and ``trials.csv``.
+``train:``; for a study of several metrics ``pareto_front.yaml``, the Pareto-optimal trials'
+values and parameters) and ``trials.csv``.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.insight.export import write_trials
-from hpo.insight.plots import PLOTS, plotly_figure, save_png, skip_reason
-from hpo.study import ATTR_DESCRIPTION, ATTR_METRIC, ATTR_NODES, system_attrs
+from hpo.insight.plots import plotly_figure, plots_for, save_png, skip_reason
+from hpo.study import ATTR_DESCRIPTION, ATTR_NODES, metric_names, system_attrs
 
 
 @dataclass
@@ -43,9 +44,9 @@ def write_report(study: optuna.Study, directory: Path, storage: str = "") -> Rep
     report = Report(directory)
     trials = study.get_trials(deepcopy=False)
     attrs = system_attrs(study)
-    metric = str(attrs.get(ATTR_METRIC, "value"))
+    names = metric_names(study)
     sections = []
-    for plot in PLOTS:
+    for plot in plots_for(study):
         reason = skip_reason(plot, trials)
         if reason:
             report.skipped[plot.name] = reason
@@ -53,16 +54,18 @@ def write_report(study: optuna.Study, directory: Path, storage: str = "") -> Rep
                 _section(plot.title, plot.caption, f"<p class=skip>Skipped: {_e(reason)}.</p>")
             )
             continue
-        figure = plotly_figure(plot, study, metric)
+        figure = plotly_figure(plot, study, names)
         body = figure.to_html(full_html=False, include_plotlyjs=False, div_id=plot.name)
         sections.append(_section(plot.title, plot.caption, body))
-        report.files.append(save_png(plot, study, metric, directory / f"{plot.name}.png"))
-    page = _page(study, trials, attrs, metric, storage, sections)
+        report.files.append(save_png(plot, study, names, directory / f"{plot.name}.png"))
+    page = _page(study, trials, attrs, names, storage, sections)
     report.files.insert(0, _write(directory / "report.html", page))
-    best = _best(study)
-    if best is not None:
+    if len(names) > 1:
+        if _front(study):
+            report.files.append(_write(directory / "pareto_front.yaml", pareto_yaml(study, names)))
+    elif (best := _best(study)) is not None:
         report.files.append(
-            _write(directory / "best_params.yaml", best_params_yaml(study, best, metric))
+            _write(directory / "best_params.yaml", best_params_yaml(study, best, names[0]))
         )
     with open(directory / "trials.csv", "w", newline="") as stream:
         write_trials(study, stream, "csv")
@@ -78,6 +81,30 @@ def best_params_yaml(study: optuna.Study, best: FrozenTrial, metric: str) -> str
         "# these values go under the spec's `train:` (or replace the `space:` entries)\n"
     )
     return head + yaml.safe_dump(dict(best.params), sort_keys=False)
+
+
+def pareto_yaml(study: optuna.Study, names: list[str]) -> str:
+    """The Pareto-optimal trials (values by metric, parameters) as YAML, with a comment."""
+    directions = ", ".join(
+        f"{n} ({d.name.lower()})" for n, d in zip(names, study.directions, strict=True)
+    )
+    head = (
+        f"# Pareto front of study {study.study_name}: {directions}\n"
+        "# no other trial is better on every metric; pick one, its params go under `train:`\n"
+    )
+    front = [
+        {
+            "trial": t.number,
+            "values": dict(zip(names, t.values, strict=True)),
+            "params": dict(t.params),
+        }
+        for t in _front(study)
+    ]
+    return head + yaml.safe_dump(front, sort_keys=False)
+
+
+def _front(study: optuna.Study) -> list[FrozenTrial]:
+    return sorted(study.best_trials, key=lambda t: t.number)
 
 
 def _best(study: optuna.Study) -> FrozenTrial | None:
@@ -101,19 +128,23 @@ def _section(title: str, caption: str, body: str) -> str:
 
 
 def _summary_rows(
-    study: optuna.Study, trials: list[FrozenTrial], attrs: dict[str, Any], metric: str, storage: str
+    study: optuna.Study,
+    trials: list[FrozenTrial],
+    attrs: dict[str, Any],
+    names: list[str],
+    storage: str,
 ) -> list[tuple[str, str]]:
     counts = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
+    metrics = ", ".join(
+        f"{n} ({d.name.lower()})" for n, d in zip(names, study.directions, strict=True)
+    )
     rows = [
-        ("metric", f"{metric} ({study.direction.name.lower()})"),
+        ("metrics" if len(names) > 1 else "metric", metrics),
         ("trials", ", ".join(f"{n} {k}" for k, n in counts.items() if n) or "none"),
     ]
     if storage:
         rows.append(("storage", storage))
-    best = _best(study)
-    if best is not None:
-        params = ", ".join(f"{k}={v!r}" for k, v in best.params.items())
-        rows += [("best", f"{best.value:.6g} (trial {best.number})"), ("best params", params)]
+    rows += _best_rows(study, names)
     for node in attrs.get(ATTR_NODES, []):
         rows.append(
             ("started", f"{node.get('started')} on {node.get('node')}: {node.get('command')}")
@@ -121,11 +152,30 @@ def _summary_rows(
     return rows
 
 
+def _best_rows(study: optuna.Study, names: list[str]) -> list[tuple[str, str]]:
+    """The best trial and its params; with several metrics, one row per Pareto-optimal trial."""
+    if len(names) > 1:
+        return [
+            (
+                f"Pareto trial {t.number}",
+                ", ".join(f"{n}={v:.6g}" for n, v in zip(names, t.values, strict=True))
+                + "; "
+                + ", ".join(f"{k}={v!r}" for k, v in t.params.items()),
+            )
+            for t in _front(study)
+        ]
+    best = _best(study)
+    if best is None:
+        return []
+    params = ", ".join(f"{k}={v!r}" for k, v in best.params.items())
+    return [("best", f"{best.value:.6g} (trial {best.number})"), ("best params", params)]
+
+
 def _page(
     study: optuna.Study,
     trials: list[FrozenTrial],
     attrs: dict[str, Any],
-    metric: str,
+    names: list[str],
     storage: str,
     sections: list[str],
 ) -> str:
@@ -133,7 +183,7 @@ def _page(
 
     rows = "".join(
         f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>"
-        for k, v in _summary_rows(study, trials, attrs, metric, storage)
+        for k, v in _summary_rows(study, trials, attrs, names, storage)
     )
     description = attrs.get(ATTR_DESCRIPTION) or ""
     generated = datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -5,13 +5,18 @@ from __future__ import annotations
 from hpo.spec.load import load_spec, spec_from_dict
 from hpo.spec.space import CategoricalParam, FloatParam, IntParam, grid_points, is_active, ordered
 from hpo.spec.study import (
+    SAMPLER_EXTRAS,
     ArtifactSpec,
     BudgetSpec,
+    CmaEsSpec,
+    GpSpec,
     GridSpec,
     HyperbandSpec,
     MedianSpec,
     MetricSpec,
     NoPrunerSpec,
+    NsgaIISpec,
+    QmcSpec,
     RandomSpec,
     RetrySpec,
     StudySpec,
@@ -21,16 +26,21 @@ from hpo.spec.study import (
 from hpo.trainer.config import TrainConfig
 
 __all__ = [
+    "SAMPLER_EXTRAS",
     "ArtifactSpec",
     "BudgetSpec",
     "CategoricalParam",
+    "CmaEsSpec",
     "FloatParam",
+    "GpSpec",
     "GridSpec",
     "HyperbandSpec",
     "IntParam",
     "MedianSpec",
     "MetricSpec",
     "NoPrunerSpec",
+    "NsgaIISpec",
+    "QmcSpec",
     "RandomSpec",
     "RetrySpec",
     "StudySpec",

@@ -10,7 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from hpo.errors import SpecError
-from hpo.spec.study import LocatedError, StudySpec
+from hpo.spec.study import METRIC_TAGS, LocatedError, StudySpec
 
 #: Validation problems printed one by one; the rest are counted (a file of typos stays readable).
 SHOWN_ERRORS = 5
@@ -123,6 +123,8 @@ def _yaml_path(data: Any, loc: tuple[Any, ...]) -> list[Any]:
     for part in loc:
         if isinstance(node, dict) and part not in node and node.get("type") == part:
             continue  # a discriminated union's tag, not a YAML key
+        if part in METRIC_TAGS:
+            continue  # the tag of metric:'s form (one metric or a list)
         if (
             isinstance(node, dict)
             and part in node

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -30,6 +33,28 @@ class MetricSpec(_Frozen):
 
     name: str = Field("val_accuracy", description="a metric the trainer (or objective) reports")
     direction: Literal["maximize", "minimize"] = "maximize"
+
+
+def _metric_form(value: Any) -> str:
+    """The tag of ``metric:``'s form: a list, or anything else (a mapping, or an error)."""
+    return METRIC_TAGS[1] if isinstance(value, list | tuple) else METRIC_TAGS[0]
+
+
+#: ``metric:`` is one metric (a mapping) or several (a list: a multi-objective study); the
+#: union's tags appear in pydantic's error locations (hpo.spec.load leaves them out).
+METRIC_TAGS = ("metric-one", "metric-list")
+Metrics = Annotated[
+    Annotated[MetricSpec, Tag(METRIC_TAGS[0])]
+    | Annotated[tuple[MetricSpec, ...], Tag(METRIC_TAGS[1]), Field(min_length=1)],
+    Discriminator(_metric_form),
+]
+
+#: Sampler type -> (the modules it imports, the extra that installs them).
+SAMPLER_EXTRAS = {
+    "cmaes": (("cmaes",), "cmaes"),
+    "gp": (("scipy",), "gp"),  # and torch, a dependency of hpo already
+    "qmc": (("scipy",), "qmc"),
+}
 
 
 class TpeSpec(_Frozen):
@@ -57,7 +82,60 @@ class GridSpec(_Frozen):
     seed: int | None = Field(0, description="seed of the order in which grid points run")
 
 
-Sampler = Annotated[TpeSpec | RandomSpec | GridSpec, Field(discriminator="type")]
+class CmaEsSpec(_Frozen):
+    """CMA-ES: a covariance-matrix evolution strategy for continuous parameters (single
+    objective; categorical parameters are drawn at random). Needs the ``cmaes`` extra."""
+
+    type: Literal["cmaes"]
+    seed: int | None = Field(None, description="base seed; each worker adds its own offset")
+    n_startup_trials: int = Field(1, ge=0, description="random trials before CMA-ES takes over")
+    sigma0: float | None = Field(None, gt=0, description="initial step size (default: range/6)")
+    popsize: int | None = Field(None, ge=1, description="population size (default: by dimension)")
+    restart_strategy: Literal["ipop", "bipop"] | None = Field(
+        None, description="restart with a larger population on convergence"
+    )
+    use_separable_cma: bool = Field(False, description="diagonal covariance (many parameters)")
+    with_margin: bool = Field(False, description="CMA-ES with margin, for integer parameters")
+
+
+class GpSpec(_Frozen):
+    """Gaussian-process Bayesian optimisation (logEI; logEHVI for several metrics): strong on
+    small budgets of continuous parameters. Needs the ``gp`` extra (scipy; torch is there)."""
+
+    type: Literal["gp"]
+    seed: int | None = Field(None, description="base seed; each worker adds its own offset")
+    n_startup_trials: int = Field(10, ge=0, description="random trials before the GP takes over")
+    deterministic_objective: bool = Field(False, description="the metric has no noise")
+
+
+class QmcSpec(_Frozen):
+    """Quasi-Monte Carlo: a low-discrepancy sequence that covers the space evenly, shared by all
+    workers (its index lives in the storage). Needs the ``qmc`` extra (scipy)."""
+
+    type: Literal["qmc"]
+    seed: int | None = Field(0, description="scrambling seed, the same for every worker")
+    qmc_type: Literal["sobol", "halton"] = Field("sobol", description="the sequence")
+    scramble: bool = Field(True, description="randomise the sequence (by the seed)")
+
+
+class NsgaIISpec(_Frozen):
+    """NSGA-II, the genetic algorithm of choice for multi-objective studies with a budget of
+    several populations."""
+
+    type: Literal["nsgaii"]
+    seed: int | None = Field(None, description="base seed; each worker adds its own offset")
+    population_size: int = Field(50, ge=2, description="trials per generation")
+    mutation_prob: float | None = Field(
+        None, ge=0, le=1, description="per-parameter mutation (default: 1/parameters)"
+    )
+    crossover_prob: float = Field(0.9, ge=0, le=1, description="chance a child is a crossover")
+    swapping_prob: float = Field(0.5, ge=0, le=1, description="per-parameter parent swap")
+
+
+Sampler = Annotated[
+    TpeSpec | RandomSpec | GridSpec | CmaEsSpec | GpSpec | QmcSpec | NsgaIISpec,
+    Field(discriminator="type"),
+]
 
 
 class HyperbandSpec(_Frozen):
@@ -130,7 +208,9 @@ class StudySpec(_Frozen):
 
     name: str = Field(description="study name in the storage; nodes join by this name")
     description: str = ""
-    metric: MetricSpec = MetricSpec()
+    metric: Metrics = Field(
+        MetricSpec(), description="the metric to optimise, or a list of them (multi-objective)"
+    )
     sampler: Sampler = TpeSpec(type="tpe")
     pruner: Pruner = HyperbandSpec(type="hyperband")
     budget: BudgetSpec = BudgetSpec()
@@ -152,6 +232,28 @@ class StudySpec(_Frozen):
         except SpecError as exc:
             raise ValueError(str(exc).removeprefix("storage: ")) from None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _unpruned_by_default(cls, data: Any) -> Any:
+        """Optuna prunes single-objective studies only: a list of metrics defaults to no pruner."""
+        metric = data.get("metric") if isinstance(data, dict) else None
+        if isinstance(metric, list | tuple) and len(metric) > 1 and "pruner" not in data:
+            return {**data, "pruner": {"type": "none"}}
+        return data
+
+    @property
+    def metrics(self) -> tuple[MetricSpec, ...]:
+        """The study's metrics in order: one, or several for a multi-objective study."""
+        return self.metric if isinstance(self.metric, tuple) else (self.metric,)
+
+    @property
+    def multi_objective(self) -> bool:
+        """Whether the study optimises several metrics (trials have a list of values)."""
+        return len(self.metrics) > 1
+
+    def _metric_loc(self, index: int) -> tuple[str | int, ...]:
+        return ("metric", index) if isinstance(self.metric, tuple) else ("metric",)
+
     @model_validator(mode="after")
     def _check(self) -> StudySpec:
         if not _NAME.match(self.name):
@@ -165,6 +267,8 @@ class StudySpec(_Frozen):
             name, parent, value = unreachable[0]
             offers = _offers(self.space[parent])
             raise _at(("space", name, "when", parent), f"{parent} never takes {value!r} ({offers})")
+        self._check_metrics()
+        self._check_sampler()
         if self.objective is None:
             self._check_train_space()
         else:
@@ -174,10 +278,43 @@ class StudySpec(_Frozen):
         self._check_budget()
         return self
 
+    def _check_metrics(self) -> None:
+        seen: set[str] = set()
+        for i, metric in enumerate(self.metrics):
+            if metric.name in seen:
+                raise _at((*self._metric_loc(i), "name"), f"{metric.name!r} is listed twice")
+            seen.add(metric.name)
+        if self.multi_objective and not isinstance(self.pruner, NoPrunerSpec):
+            raise _at(
+                ("pruner", "type"),
+                f"{self.pruner.type}: Optuna cannot prune a study of several metrics; "
+                "use `pruner: {type: none}`",
+            )
+
+    def _check_sampler(self) -> None:
+        kind = self.sampler.type
+        if self.multi_objective and isinstance(self.sampler, CmaEsSpec):
+            raise _at(
+                ("sampler", "type"),
+                "cmaes optimises one metric; for several use nsgaii, tpe, gp or random",
+            )
+        modules, extra = SAMPLER_EXTRAS.get(kind, ((), ""))
+        missing = [m for m in modules if importlib.util.find_spec(m) is None]
+        if missing:
+            raise _at(
+                ("sampler", "type"),
+                f"the {kind} sampler needs {missing[0]!r}, not installed: "
+                f"pip install 'hpo[{extra}]'",
+            )
+
     def _check_train_space(self) -> None:
-        if self.metric.name not in METRICS:
-            known = ", ".join(METRICS)
-            raise _at(("metric", "name"), f"unknown metric {self.metric.name!r}; known: {known}")
+        for i, metric in enumerate(self.metrics):
+            if metric.name not in METRICS:
+                known = ", ".join(METRICS)
+                raise _at(
+                    (*self._metric_loc(i), "name"),
+                    f"unknown metric {metric.name!r}; known: {known}",
+                )
         fixed = self.train.model_dump(exclude_unset=True)
         for key, param in self.space.items():
             if key not in TrainConfig.model_fields:

@@ -56,8 +56,9 @@ def describe_setup(spec: StudySpec, budget: int) -> str:
     limits = [f"{budget} trials"]
     if spec.budget.timeout:
         limits.append(f"{spec.budget.timeout:g} s")
-    metric = f"{spec.metric.name} ({spec.metric.direction})"
-    return f"**Search:** {sampler}, {pruner}; budget {', '.join(limits)}; metric {metric}"
+    metrics = ", ".join(f"{m.name} ({m.direction})" for m in spec.metrics)
+    metric = "metrics" if spec.multi_objective else "metric"
+    return f"**Search:** {sampler}, {pruner}; budget {', '.join(limits)}; {metric} {metrics}"
 
 
 def record_node(

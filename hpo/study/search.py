@@ -8,10 +8,14 @@ import optuna
 
 from hpo.spec import (
     CategoricalParam,
+    CmaEsSpec,
     FloatParam,
+    GpSpec,
     GridSpec,
     HyperbandSpec,
     MedianSpec,
+    NsgaIISpec,
+    QmcSpec,
     RandomSpec,
     StudySpec,
     TpeSpec,
@@ -43,12 +47,57 @@ def build_sampler(spec: StudySpec, worker: int = 0) -> optuna.samplers.BaseSampl
             group=s.multivariate and any(p.when for p in spec.space.values()),
             constant_liar=s.constant_liar,
         )
-    if isinstance(s, RandomSpec):
+    if isinstance(s, RandomSpec | GridSpec):
+        # Grid points are enqueued in the storage once (hpo.study.budget), each trial arrives
+        # with all its parameters fixed, so a grid study's sampler is never asked for a value.
         return optuna.samplers.RandomSampler(seed=seed)
-    assert isinstance(s, GridSpec)
-    # Grid points are enqueued in the storage once (hpo.study.budget), each trial arrives with
-    # all its parameters fixed, so this sampler is never asked for a value.
-    return optuna.samplers.RandomSampler(seed=seed)
+    return _optuna_sampler(s, seed)
+
+
+def _optuna_sampler(
+    s: CmaEsSpec | GpSpec | QmcSpec | NsgaIISpec, seed: int | None
+) -> optuna.samplers.BaseSampler:
+    """Optuna's own samplers, their options straight from the spec. Parameters they cannot
+    model (categoricals for CMA-ES, conditional ones) are drawn by a random sampler of the
+    worker's seed, without Optuna's warning on every trial."""
+    fallback = optuna.samplers.RandomSampler(seed=seed)
+    if isinstance(s, CmaEsSpec):
+        return optuna.samplers.CmaEsSampler(
+            seed=seed,
+            n_startup_trials=s.n_startup_trials,
+            sigma0=s.sigma0,
+            popsize=s.popsize,
+            restart_strategy=s.restart_strategy,
+            use_separable_cma=s.use_separable_cma,
+            with_margin=s.with_margin,
+            independent_sampler=fallback,
+            warn_independent_sampling=False,
+        )
+    if isinstance(s, GpSpec):
+        return optuna.samplers.GPSampler(
+            seed=seed,
+            n_startup_trials=s.n_startup_trials,
+            deterministic_objective=s.deterministic_objective,
+            independent_sampler=fallback,
+            warn_independent_sampling=False,
+        )
+    if isinstance(s, QmcSpec):
+        # One sequence for the whole study: its index is in the storage and every worker must
+        # scramble it alike, so the spec's seed is not offset per worker (Optuna's advice).
+        return optuna.samplers.QMCSampler(
+            seed=s.seed,
+            qmc_type=s.qmc_type,
+            scramble=s.scramble,
+            independent_sampler=fallback,
+            warn_independent_sampling=False,
+        )
+    return optuna.samplers.NSGAIISampler(
+        seed=seed,
+        population_size=s.population_size,
+        mutation_prob=s.mutation_prob,
+        crossover_prob=s.crossover_prob,
+        swapping_prob=s.swapping_prob,
+    )
 
 
 def build_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:

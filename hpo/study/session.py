@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,25 +32,36 @@ ATTR_WORKERS = "hpo:workers"
 
 def _fingerprint(spec: StudySpec) -> dict[str, str]:
     space = {k: v.model_dump(mode="json") for k, v in spec.space.items()}
+    names = [m.name for m in spec.metrics]
     return {
-        ATTR_METRIC: spec.metric.name,
+        # One metric: its name (as before multi-objective studies); several: a JSON list.
+        ATTR_METRIC: json.dumps(names) if spec.multi_objective else names[0],
         ATTR_SPACE: json.dumps(space, sort_keys=True),
     }
 
 
-def _direction(spec: StudySpec) -> StudyDirection:
-    return (
-        StudyDirection.MAXIMIZE if spec.metric.direction == "maximize" else StudyDirection.MINIMIZE
-    )
+def _directions(spec: StudySpec) -> list[StudyDirection]:
+    return [
+        StudyDirection.MAXIMIZE if m.direction == "maximize" else StudyDirection.MINIMIZE
+        for m in spec.metrics
+    ]
 
 
 def check_compatible(storage: Storage, study_id: int, spec: StudySpec, source: str) -> None:
     """Raise StudyConflictError when the stored study disagrees with ``spec``; writes nothing."""
     stored_dir = storage.get_study_directions(study_id)
-    if stored_dir != [_direction(spec)]:
+    wanted = _directions(spec)
+    if len(stored_dir) != len(wanted):
+        raise StudyConflictError(
+            f"{source}: metric: study {spec.name!r} in the storage has {len(stored_dir)} "
+            f"metric(s), the spec {len(wanted)} (use another name, or the study's original spec)"
+        )
+    if stored_dir != wanted:
+        shown = ", ".join(d.name.lower() for d in stored_dir)
+        said = ", ".join(m.direction for m in spec.metrics)
         raise StudyConflictError(
             f"{source}: metric.direction: study {spec.name!r} in the storage is "
-            f"{stored_dir[0].name.lower()}, the spec says {spec.metric.direction}"
+            f"{shown}, the spec says {said}"
         )
     attrs = storage.get_study_system_attrs(study_id)
     for key, value in _fingerprint(spec).items():
@@ -94,7 +106,7 @@ def prepare(
         study = optuna.create_study(
             storage=storage,
             study_name=spec.name,
-            direction=spec.metric.direction,
+            directions=[m.direction for m in spec.metrics],
             sampler=build_sampler(spec),
             pruner=build_pruner(spec),
             load_if_exists=True,
@@ -102,8 +114,11 @@ def prepare(
         if study_id is None:
             for key, value in {**_fingerprint(spec), ATTR_DESCRIPTION: spec.description}.items():
                 storage.set_study_system_attr(study._study_id, key, value)
-            # optuna-dashboard, plots and the optuna CLI name the metric ("Objective 0" else).
-            study.set_metric_names([spec.metric.name])
+        if study.metric_names is None:  # new, or created by an hpo that did not name it
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                # optuna-dashboard, the `optuna` CLI and plots label the values by these
+                study.set_metric_names([m.name for m in spec.metrics])
         raised = budget.raise_budget(study, n_trials or spec.n_trials, explicit=bool(n_trials))
     # Behind a proxy no lock is shared: only a node that set the budget fills the pool.
     budget.refill(study, storage, spec, force=raised)
@@ -148,6 +163,18 @@ def register_worker(storage: Storage, study_id: int, name: str) -> int:
 def system_attrs(study: optuna.Study) -> dict[str, Any]:
     """The study's system attrs (``hpo:metric``, ``hpo:nodes``, ...); Optuna 5 has no accessor."""
     return study._storage.get_study_system_attrs(study._study_id)
+
+
+def metric_names(study: optuna.Study) -> list[str]:
+    """The names of the study's values: Optuna's metric names, else (a study created before
+    hpo named them) ``hpo:metric``, else ``value``/``value 0``, ``value 1``, ...."""
+    if study.metric_names:
+        return list(study.metric_names)
+    n = len(study.directions)
+    stored = system_attrs(study).get(ATTR_METRIC)
+    if n == 1:
+        return [str(stored or "value")]
+    return [f"value {i}" for i in range(n)]
 
 
 def find(name: str, url: str) -> optuna.Study:

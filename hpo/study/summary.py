@@ -1,4 +1,4 @@
-"""A study at a glance: trials by state, the budget, the best trial."""
+"""A study at a glance: trials by state, the budget, the best trial (or the Pareto front)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ class Snapshot:
     best_value: float | None = None
     best_params: dict[str, Any] = field(default_factory=dict)
     best_number: int | None = None
+    #: A multi-objective study's Pareto front: (trial number, values, params), by number.
+    front: tuple[tuple[int, tuple[float, ...], dict[str, Any]], ...] = ()
 
     @property
     def finished(self) -> int:
@@ -28,9 +30,15 @@ class Snapshot:
 
 
 def snapshot(study: optuna.Study) -> Snapshot:
-    """Read the study's counts per state and its best completed trial."""
+    """Read the study's counts per state and its best completed trial (for several metrics,
+    the Pareto front: the trials no other trial beats on every metric)."""
     storage = study._storage
     counts = {s.name: storage.get_n_trials(study._study_id, state=s) for s in TrialState}
+    if len(study.directions) > 1:
+        front = sorted(study.best_trials, key=lambda t: t.number)
+        return Snapshot(
+            counts, front=tuple((t.number, tuple(t.values), dict(t.params)) for t in front)
+        )
     try:
         best = study.best_trial
     except ValueError:  # no completed trial yet

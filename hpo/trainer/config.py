@@ -15,7 +15,8 @@ from hpo.data import DATASETS
 from hpo.models import MODELS
 
 #: Metrics the trainer reports after every epoch; a study's ``metric.name`` must be one of them.
-METRICS = ("val_accuracy", "val_loss", "train_loss", "train_accuracy")
+#: ``params_m`` is the model's parameter count in millions (a second objective, minimised).
+METRICS = ("val_accuracy", "val_loss", "train_loss", "train_accuracy", "params_m")
 
 Optimizer = Literal["sgd", "adam", "adamw", "nadam", "radam", "rmsprop", "auto"]
 

@@ -78,6 +78,7 @@ def _run_epoch(
     if not math.isfinite(metrics["train_loss"]):
         raise NonFiniteLossError(epoch)
     metrics.update(validate(run.step.model, run.val, run.precision, run.device))
+    metrics["params_m"] = sum(p.numel() for p in run.model.parameters()) / 1e6
     return metrics, seconds
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from hpo.errors import TrialError
 from hpo.spec import StudySpec, TrainConfig
 from hpo.study.artifacts import TrialFiles
+from hpo.worker.values import Value
 
 if TYPE_CHECKING:
     from hpo.worker.trial import _Progress
@@ -53,11 +54,11 @@ class _Checkpoints:
     def __call__(self, epoch: int, state: dict[str, Any]) -> None:
         if self.files is not None and self.spec.artifacts.checkpoints:
             self.files.save_checkpoint(self.key, state)
-        value = state["history"][-1].get(self.spec.metric.name, float("nan"))
+        # The best epoch of a multi-objective study is its first metric's (as early stopping's).
+        metric = self.spec.metrics[0]
+        value = state["history"][-1].get(metric.name, float("nan"))
         better = self.best_value is None or (
-            value > self.best_value
-            if self.spec.metric.direction == "maximize"
-            else value < self.best_value
+            value > self.best_value if metric.direction == "maximize" else value < self.best_value
         )
         if not isnan(value) and better:
             self.best_value = value
@@ -81,7 +82,7 @@ def train_trial(
     progress: _Progress,
     files: TrialFiles | None,
     key: int,
-) -> float:
+) -> Value:
     """Train one trial to its value; resumes a crashed predecessor from its last checkpoint.
 
     Raises:
@@ -125,7 +126,7 @@ def _fit_once(
     files: TrialFiles | None,
     key: int,
     resume: dict[str, Any] | None,
-) -> float | None:
+) -> Value | None:
     """One training run; None when it ran out of memory (the caller shrinks the batch)."""
     import torch
 
@@ -138,7 +139,7 @@ def _fit_once(
             torch.device(device),
             progress.on_epoch,
             should_stop=progress.stop.is_set,
-            monitor=(spec.metric.name, spec.metric.direction),
+            monitor=(spec.metrics[0].name, spec.metrics[0].direction),
             resume=resume,
             on_checkpoint=checkpoints,
         )

@@ -22,6 +22,7 @@ from hpo.spec import StudySpec, load_objective
 from hpo.study import suggest
 from hpo.study.artifacts import TrialFiles
 from hpo.worker.training import free_memory, train_trial
+from hpo.worker.values import Value, as_told, as_values, pick_epoch
 
 PRUNED = TrialState.PRUNED
 
@@ -35,7 +36,7 @@ class TrialOutcome:
     """How a trial ended, as the worker will tell it to the study."""
 
     state: TrialState
-    value: float | None = None
+    value: Value | None = None  # a list for a multi-objective study
     reason: str | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
     interrupted: bool = False
@@ -43,11 +44,16 @@ class TrialOutcome:
 
 
 class _Progress:
-    """The per-epoch bookkeeping shared by the trainer path and the objective path."""
+    """The per-epoch bookkeeping shared by the trainer path and the objective path.
+
+    A multi-objective study reports nothing to the trial (Optuna cannot prune it and refuses
+    ``trial.report``); its epochs' values are kept here and still shown as progress.
+    """
 
     def __init__(self, trial: optuna.Trial, spec: StudySpec, stop: threading.Event, emit: Emit):
         self.trial, self.spec, self.stop, self.emit = trial, spec, stop, emit
-        self.values: list[float] = []
+        self.values: list[float] = []  # the first metric, each epoch
+        self.vectors: list[list[float]] = []  # all metrics, each epoch (multi-objective)
         self.attrs: dict[str, Any] = {}
         self.started = time.perf_counter()
         self.last_step = spec.train.epochs if spec.objective is None else None
@@ -55,19 +61,31 @@ class _Progress:
 
     def replay(self, history: list[dict[str, float]]) -> None:
         """Report a resumed predecessor's epochs, so the trial's curve is continuous."""
+        names = [m.name for m in self.spec.metrics]
         for step, metrics in enumerate(history, 1):
-            value = float(metrics[self.spec.metric.name])
-            self.values.append(value)
-            self.trial.report(value, step)
+            vector = [float(metrics.get(n, float("nan"))) for n in names]
+            self.values.append(vector[0])
+            if self.spec.multi_objective:
+                self.vectors.append(vector)
+            else:
+                self.trial.report(vector[0], step)
 
     def restart(self) -> None:
         """Training starts over (after an OOM): earlier epochs no longer count."""
         self.values.clear()
+        self.vectors.clear()
 
-    def report(self, value: float, step: int, extra: dict[str, float] | None = None) -> None:
+    def report(self, value: Any, step: int, extra: dict[str, float] | None = None) -> None:
+        """Record epoch ``step``: one float, or (multi-objective) the metrics' values as a
+        list or a dict by name, or just the first metric's float for progress."""
+        if self.spec.multi_objective and not isinstance(value, int | float):
+            vector = as_values(value, self.spec)
+            self.vectors.append(vector)
+            value = vector[0]
         value = float(value)
         self.values.append(value)
-        self.trial.report(value, step)
+        if not self.spec.multi_objective:
+            self.trial.report(value, step)
         self.emit(
             {
                 "event": "epoch",
@@ -79,11 +97,13 @@ class _Progress:
         )
         if self.stop.is_set():
             raise Interrupted(f"stopped at epoch {step}")
+        if self.spec.multi_objective:
+            return
         if self.last_step is not None and step >= self.last_step:
             return  # the run is complete: pruning now would save nothing and lose the result
         if self.trial.should_prune():
             raise optuna.TrialPruned(
-                f"pruned at epoch {step} ({self.spec.metric.name}={value:.4g})"
+                f"pruned at epoch {step} ({self.spec.metrics[0].name}={value:.4g})"
             )
 
     def on_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
@@ -94,16 +114,26 @@ class _Progress:
                 if k in metrics
             }
         )
+        names = [m.name for m in self.spec.metrics]
         self.report(
-            metrics[self.spec.metric.name],
+            [metrics.get(n, float("nan")) for n in names]
+            if self.spec.multi_objective
+            else metrics[names[0]],
             epoch,
             {"samples_per_second": metrics.get("samples_per_second", 0.0)},
         )
 
-    def final_value(self) -> float:
+    def final_value(self) -> Value:
+        """The trial's value(s) from its epochs: the best epoch's (by the first metric), or
+        the last one's (``objective_value``)."""
+        if self.spec.multi_objective:
+            if not self.vectors:
+                names = ", ".join(m.name for m in self.spec.metrics)
+                raise TrialError("error", f"no values for the metrics ({names}) were reported")
+            return self.vectors[pick_epoch([v[0] for v in self.vectors], self.spec)]
         if self.spec.objective_value == "last" or not self.values:
             return self.values[-1]
-        pick = max if self.spec.metric.direction == "maximize" else min
+        pick = max if self.spec.metrics[0].direction == "maximize" else min
         return pick(self.values)
 
     def summary(self) -> dict[str, Any]:
@@ -115,12 +145,12 @@ class _Progress:
         }
 
 
-def _objective(params: dict[str, Any], spec: StudySpec, progress: _Progress) -> float:
+def _objective(params: dict[str, Any], spec: StudySpec, progress: _Progress) -> Value:
     func = load_objective(spec.objective or "")
     result = func(params, progress.report)
     if result is None:
         return progress.final_value()
-    return float(result)
+    return as_told(as_values(result, spec), spec)
 
 
 def run_trial(
