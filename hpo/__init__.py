@@ -2,5 +2,7 @@
 
 from __future__ import annotations
 
+from hpo.checkpoints import Checkpoint, checkpoint
+
 __version__ = "0.1.0"
-__all__ = ["__version__"]
+__all__ = ["Checkpoint", "__version__", "checkpoint"]

@@ -111,9 +111,11 @@ def _load(spec_path: Path, study_name: str | None) -> Any:
 @_errors
 def validate(spec_path: SpecArg, verbose: VerboseOpt = False) -> None:
     """Check a study file without running it (exit 2 on the first problem)."""
+    from hpo.spec import load_objective, objective_form
+
     spec = _load(spec_path, None)
     mode = (
-        f"objective {spec.objective}"
+        f"objective {spec.objective} ({objective_form(load_objective(spec.objective))})"
         if spec.objective
         else f"{spec.train.model} on {spec.train.dataset}"
     )

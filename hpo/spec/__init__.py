@@ -5,6 +5,7 @@ from __future__ import annotations
 from hpo.spec.load import load_spec
 from hpo.spec.space import CategoricalParam, FloatParam, IntParam, grid_points, is_active, ordered
 from hpo.spec.study import (
+    ENV_OBJECTIVE_PATH,
     ArtifactSpec,
     BudgetSpec,
     GridSpec,
@@ -12,15 +13,21 @@ from hpo.spec.study import (
     MedianSpec,
     MetricSpec,
     NoPrunerSpec,
+    ObjectiveForm,
     RandomSpec,
     RetrySpec,
     StudySpec,
     TpeSpec,
     load_objective,
+    objective_dirs,
+    objective_form,
+    objective_root,
 )
 from hpo.trainer.config import TrainConfig
 
 __all__ = [
+    "ENV_OBJECTIVE_PATH",
+    "ObjectiveForm",
     "ArtifactSpec",
     "BudgetSpec",
     "CategoricalParam",
@@ -40,5 +47,8 @@ __all__ = [
     "is_active",
     "load_objective",
     "load_spec",
+    "objective_dirs",
+    "objective_form",
+    "objective_root",
     "ordered",
 ]

@@ -29,7 +29,7 @@ def load_spec(path: str | Path) -> StudySpec:
     if not isinstance(data, dict):
         raise SpecError(f"{path}: a study file is a YAML mapping (name:, space:, train:, ...)")
     try:
-        return StudySpec.model_validate(data)
+        return StudySpec.model_validate(data, context={"spec_dir": path.parent})
     except ValidationError as exc:
         errors = exc.errors()
         lines = [_describe(path, root, data, e) for e in errors[:SHOWN_ERRORS]]

@@ -2,6 +2,10 @@
 
 This is the one place where Optuna and the trainer meet. The trainer's ``on_epoch`` callback
 reports the study metric to the trial and raises ``TrialPruned`` when the pruner says so.
+
+A custom objective comes in two forms: hpo's ``fn(params, report)``, where ``report`` is that same
+callback, and Optuna's ``fn(trial)``, called with the real ``optuna.Trial`` this worker claimed
+(the spec's ``space`` already suggested), which reports and prunes as any Optuna objective does.
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from hpo.checkpoints import bind
 from hpo.errors import Interrupted, StorageError, TrialError
-from hpo.spec import StudySpec, load_objective
+from hpo.spec import StudySpec, load_objective, objective_form
 from hpo.study import suggest
 from hpo.study.artifacts import TrialFiles
 from hpo.worker.training import free_memory, train_trial
@@ -47,6 +52,7 @@ class _Progress:
 
     def __init__(self, trial: optuna.Trial, spec: StudySpec, stop: threading.Event, emit: Emit):
         self.trial, self.spec, self.stop, self.emit = trial, spec, stop, emit
+        self._send = trial.report  # Optuna's own method, even once ``tap`` shadows it
         self.values: list[float] = []
         self.attrs: dict[str, Any] = {}
         self.started = time.perf_counter()
@@ -64,10 +70,12 @@ class _Progress:
         """Training starts over (after an OOM): earlier epochs no longer count."""
         self.values.clear()
 
-    def report(self, value: float, step: int, extra: dict[str, float] | None = None) -> None:
+    def record(self, value: float, step: int, extra: dict[str, float] | None = None) -> None:
+        """Report ``value`` at ``step`` to the trial and the display; if the node is stopping
+        (Ctrl-C, SIGTERM), the trial ends here and is handed back."""
         value = float(value)
         self.values.append(value)
-        self.trial.report(value, step)
+        self._send(value, step)
         self.emit(
             {
                 "event": "epoch",
@@ -79,6 +87,22 @@ class _Progress:
         )
         if self.stop.is_set():
             raise Interrupted(f"stopped at epoch {step}")
+
+    def tap(self) -> None:
+        """Send the user's own ``trial.report`` calls through :meth:`record`.
+
+        Only this instance's ``report`` attribute is shadowed: the trial stays the real
+        ``optuna.Trial`` (isinstance holds; suggest, should_prune, attrs untouched) and every
+        value still goes through Optuna's ``Trial.report`` to hpo's storage. Wrapping the storage
+        instead would cover only the database path (not a gRPC proxy); emitting events after
+        the call would show no live progress and leave Ctrl-C waiting for the whole trial.
+        """
+        setattr(self.trial, "report", self.record)  # noqa: B010 - mypy refuses a method assign
+
+    def report(self, value: float, step: int, extra: dict[str, float] | None = None) -> None:
+        """The ``report`` callback of the trainer and the ``(params, report)`` form: record,
+        then prune (except at the last epoch)."""
+        self.record(value, step, extra)
         if self.last_step is not None and step >= self.last_step:
             return  # the run is complete: pruning now would save nothing and lose the result
         if self.trial.should_prune():
@@ -101,7 +125,9 @@ class _Progress:
         )
 
     def final_value(self) -> float:
-        if self.spec.objective_value == "last" or not self.values:
+        if not self.values:
+            raise TrialError("no_value", "the objective returned None and reported no value")
+        if self.spec.objective_value == "last":
             return self.values[-1]
         pick = max if self.spec.metric.direction == "maximize" else min
         return pick(self.values)
@@ -115,9 +141,21 @@ class _Progress:
         }
 
 
-def _objective(params: dict[str, Any], spec: StudySpec, progress: _Progress) -> float:
+def _objective(
+    params: dict[str, Any],
+    spec: StudySpec,
+    progress: _Progress,
+    files: TrialFiles | None,
+    key: int,
+) -> float:
     func = load_objective(spec.objective or "")
-    result = func(params, progress.report)
+    checkpoints = files if spec.artifacts.checkpoints else None
+    with bind(progress.trial.number, checkpoints, key):
+        if objective_form(func) == "trial":
+            progress.tap()
+            result = func(progress.trial)
+        else:
+            result = func(params, progress.report)
     if result is None:
         return progress.final_value()
     return float(result)
@@ -162,7 +200,7 @@ def _attempt(
         if spec.objective is None:
             value = train_trial(params, spec, device, progress, files, key)
         else:
-            value = _objective(params, spec, progress)
+            value = _objective(params, spec, progress, files, key)
         return TrialOutcome(
             TrialState.COMPLETE, value, attrs=progress.summary(), best_model=progress.best_model
         )
