@@ -172,6 +172,8 @@ def run(
     finally:
         progress.close()
     _print_summary(result.snapshot, spec.metric.name)
+    if result.error:
+        err.print(Text.assemble(("error:", "red"), " ", result.error), highlight=False)
     for path in result.failed_logs:
         err.print(f"a worker failed; its log: {path}", highlight=False)
     raise typer.Exit(result.exit_code)

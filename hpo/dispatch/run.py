@@ -19,7 +19,7 @@ from hpo.dispatch.plan import WorkerPlan, detect_gpus, plan_workers
 from hpo.dispatch.supervisor import DELIBERATE, Supervisor
 from hpo.errors import SpecError, StorageError
 from hpo.models import MODELS
-from hpo.spec import StudySpec
+from hpo.spec import ENV_OBJECTIVE_PATH, StudySpec, objective_root
 from hpo.study import (
     Snapshot,
     StudyHandle,
@@ -42,6 +42,10 @@ ENV_NODE = "HPO_NODE_NAME"
 
 #: Datasets fetched over the network: fetched once here, before workers start in parallel.
 DOWNLOADED = ("mnist", "fashion_mnist", "cifar10", "flowers102")
+
+#: A run stops once its first this many trials (retries are the same trial) all failed with the
+#: same exception.
+FIRST_FAILURES = 3
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,7 @@ class RunResult:
     exit_code: int
     snapshot: Snapshot
     failed_logs: list[Path]
+    error: str | None = None  # why the run stopped early (exit code 1), printed once
 
 
 def _prepare_data(spec: StudySpec) -> None:
@@ -119,6 +124,42 @@ def _release_orphans(
                 requeue(handle.study, t._trial_id, reason, spec.retry.max_retries, counted)
     except Exception as exc:  # noqa: BLE001 - storage down: the heartbeat path takes over
         log.warning("could not hand back the trial of worker pid %d: %s", pid, exc)
+
+
+class _FirstFailures:
+    """Watches this node's first finished trials: when the first ``n`` trials all failed with
+    the same exception (type and message) and none completed, the objective is broken (a bug,
+    a missing file) and every further trial would burn the budget on it.
+
+    A retry is the same trial (same slot, same parameters): its failures must match too, but
+    it is not another trial, so one configuration that always raises never stops the run. Only
+    exceptions count (``fail_reason`` ``error: ...``): an interruption, an OOM or a NaN loss
+    says something about the parameters or the node, not the code.
+    """
+
+    def __init__(self, n: int) -> None:
+        self.n, self.decided = n, False
+        self.reasons: set[str] = set()
+        self.trials: set[int] = set()  # original trial numbers (a retry counts as its original)
+
+    def see(self, event: dict[str, Any]) -> str | None:
+        """The common reason once the first ``n`` trials failed alike (once only), else None."""
+        if self.decided or event.get("event") != "trial_end":
+            return None
+        reason = str(event.get("reason") or "")
+        if event.get("state") == "FAIL" and reason.startswith("interrupted"):
+            return None
+        if event.get("state") != "FAIL" or not reason.startswith("error: "):
+            self.decided = True
+            return None
+        self.reasons.add(reason)
+        self.trials.add(int(event.get("root", event.get("trial", -1))))
+        if len(self.reasons) > 1:
+            self.decided = True
+        elif len(self.trials) >= self.n:
+            self.decided = True
+            return reason.removeprefix("error: ")
+        return None
 
 
 class _Ticker:
@@ -221,6 +262,20 @@ def run_study(spec: StudySpec, options: RunOptions, observer: Observer) -> RunRe
     timeout = options.timeout or spec.budget.timeout
     deadline = time.time() + timeout if timeout else None
     ticker = _Ticker(handle, spec, observer)
+    first = _FirstFailures(min(FIRST_FAILURES, budget))
+    stopped: list[str] = []
+
+    def on_event(event: dict[str, Any]) -> None:
+        ticker.event(observer, event)
+        reason = first.see(event)
+        if reason is not None:
+            log_path = sup.log_path(int(event.get("worker", 0)))
+            stopped.append(
+                f"stopped early: the first {first.n} trials failed alike: {reason} "
+                f"(traceback in {log_path})"
+            )
+            sup.stop()  # the running trials are handed back, as on Ctrl-C
+
     sup = Supervisor(
         plans,
         spec.model_dump_json(exclude_unset=True),
@@ -228,11 +283,11 @@ def run_study(spec: StudySpec, options: RunOptions, observer: Observer) -> RunRe
         options.node,
         deadline,
         options.logs_dir,
-        lambda event: ticker.event(observer, event),
+        on_event,
         on_exit=lambda pid, code: (
             None if ticker.lost else _release_orphans(handle, spec, options.node, pid, code, sup)
         ),
-        env={ENV_ARTIFACTS: options.artifacts} if options.artifacts else None,
+        env=_worker_env(spec, options),
     )
     previous = signal.signal(signal.SIGTERM, lambda *_: sup.preempt())
     try:
@@ -241,7 +296,20 @@ def run_study(spec: StudySpec, options: RunOptions, observer: Observer) -> RunRe
     finally:
         signal.signal(signal.SIGTERM, previous)
     ticker(force=True)
+    if stopped:
+        return RunResult(1, ticker.final(), sup.failed_logs(), stopped[0])
     return RunResult(code, ticker.final(), sup.failed_logs())
+
+
+def _worker_env(spec: StudySpec, options: RunOptions) -> dict[str, str]:
+    """What workers get besides this process's environment: the artifact store from
+    ``--artifacts``, and the directory the objective's module was imported from (beside the
+    spec file, the working directory, ``PYTHONPATH``), so they import the same module."""
+    env = {ENV_ARTIFACTS: options.artifacts} if options.artifacts else {}
+    root = objective_root(spec.objective) if spec.objective else None
+    if root is not None:
+        env[ENV_OBJECTIVE_PATH] = root
+    return env
 
 
 def _cpu_count() -> int:
