@@ -141,6 +141,19 @@ class _FirstFailures:
         self.n, self.decided = n, False
         self.reasons: set[str] = set()
         self.trials: set[int] = set()  # original trial numbers (a retry counts as its original)
+        self.error: str | None = None  # set once the run was stopped
+
+    def watch(self, event: dict[str, Any], sup: Supervisor) -> None:
+        """Stop ``sup``'s workers (their running trials are handed back, as on Ctrl-C) once the
+        first trials failed alike, and say why in ``error``."""
+        reason = self.see(event)
+        if reason is not None:
+            log_path = sup.log_path(int(event.get("worker", 0)))
+            self.error = (
+                f"stopped early: the first {self.n} trials failed alike: {reason} "
+                f"(traceback in {log_path})"
+            )
+            sup.stop()
 
     def see(self, event: dict[str, Any]) -> str | None:
         """The common reason once the first ``n`` trials failed alike (once only), else None."""
@@ -263,18 +276,10 @@ def run_study(spec: StudySpec, options: RunOptions, observer: Observer) -> RunRe
     deadline = time.time() + timeout if timeout else None
     ticker = _Ticker(handle, spec, observer)
     first = _FirstFailures(min(FIRST_FAILURES, budget))
-    stopped: list[str] = []
 
     def on_event(event: dict[str, Any]) -> None:
         ticker.event(observer, event)
-        reason = first.see(event)
-        if reason is not None:
-            log_path = sup.log_path(int(event.get("worker", 0)))
-            stopped.append(
-                f"stopped early: the first {first.n} trials failed alike: {reason} "
-                f"(traceback in {log_path})"
-            )
-            sup.stop()  # the running trials are handed back, as on Ctrl-C
+        first.watch(event, sup)
 
     sup = Supervisor(
         plans,
@@ -296,9 +301,7 @@ def run_study(spec: StudySpec, options: RunOptions, observer: Observer) -> RunRe
     finally:
         signal.signal(signal.SIGTERM, previous)
     ticker(force=True)
-    if stopped:
-        return RunResult(1, ticker.final(), sup.failed_logs(), stopped[0])
-    return RunResult(code, ticker.final(), sup.failed_logs())
+    return RunResult(1 if first.error else code, ticker.final(), sup.failed_logs(), first.error)
 
 
 def _worker_env(spec: StudySpec, options: RunOptions) -> dict[str, str]:
