@@ -7,11 +7,13 @@ torch and Optuna are imported when a function needs them.
 from __future__ import annotations
 
 from hpo.api import Best, RunOutcome, Status, StudyView, load, run
+from hpo.checkpoints import Checkpoint, checkpoint
 from hpo.errors import HpoError, SpecError, StorageError
 
 __version__ = "0.1.0"
 __all__ = [
     "Best",
+    "Checkpoint",
     "HpoError",
     "RunOutcome",
     "SpecError",
@@ -19,6 +21,7 @@ __all__ = [
     "StorageError",
     "StudyView",
     "__version__",
+    "checkpoint",
     "load",
     "run",
 ]

@@ -96,6 +96,7 @@ class RunOutcome:
     storage: str  # the URL, password hidden
     failed_logs: list[Path] = field(default_factory=list)  # logs of workers that failed
     url: str = field(default="", repr=False)
+    error: str | None = None  # why the run stopped early (exit code 1), e.g. trials failing alike
 
     @property
     def ok(self) -> bool:
@@ -200,6 +201,7 @@ def start(
         redact(url),
         result.failed_logs,
         url,
+        result.error,
     )
 
 

@@ -98,11 +98,11 @@ def _errors(func: F) -> F:
 @_errors
 def validate(spec_path: SpecArg, verbose: VerboseOpt = False) -> None:
     """Check a study file without running it (exit 2 on the first problem)."""
-    from hpo.spec import load_spec
+    from hpo.spec import load_objective, load_spec, objective_form
 
     spec = load_spec(spec_path)
     mode = (
-        f"objective {spec.objective}"
+        f"objective {spec.objective} ({objective_form(load_objective(spec.objective))})"
         if spec.objective
         else f"{spec.train.model} on {spec.train.dataset}"
     )
@@ -158,6 +158,8 @@ def run(
     finally:
         progress.close()
     _print_summary(outcome.summary, outcome.metric)
+    if outcome.error:
+        err.print(Text.assemble(("error:", "red"), " ", outcome.error), highlight=False)
     for path in outcome.failed_logs:
         err.print(f"a worker failed; its log: {path}", highlight=False)
     raise typer.Exit(outcome.exit_code)

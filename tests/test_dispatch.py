@@ -49,3 +49,50 @@ def test_detect_gpus_honours_cuda_visible_devices(monkeypatch) -> None:
     assert detect_gpus() == ["2", "3"]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert detect_gpus() == []
+
+
+def _end(trial: int, state: str = "FAIL", reason: str | None = None, root: int | None = None):
+    return {
+        "event": "trial_end",
+        "trial": trial,
+        "root": trial if root is None else root,
+        "state": state,
+        "reason": reason,
+    }
+
+
+BOOM = "error: RuntimeError: boom"
+
+
+def test_first_failures_stop_after_three_trials_failed_alike_retries_counting_once() -> None:
+    from hpo.dispatch.run import _FirstFailures
+
+    watch = _FirstFailures(3)
+    events = [
+        _end(0, reason=BOOM),
+        _end(3, reason=BOOM, root=0),  # a retry: the same trial, not a second one
+        _end(4, reason="interrupted: stopped at epoch 2"),  # not the trial's own failure
+        _end(1, reason=BOOM),
+        _end(5, reason=BOOM, root=0),
+    ]
+    assert [watch.see(e) for e in events] == [None] * 5
+    assert watch.see(_end(2, reason=BOOM)) == "RuntimeError: boom"
+    assert watch.see(_end(6, reason=BOOM)) is None  # said once
+
+
+@pytest.mark.parametrize(
+    "second",
+    [
+        _end(1, "COMPLETE"),
+        _end(1, "PRUNED"),
+        _end(1, reason="error: RuntimeError: boom at x=0.7"),  # another message
+        _end(1, reason="oom: CUDA out of memory"),  # the parameters' doing, not the code's
+    ],
+)
+def test_first_failures_never_stop_once_a_trial_went_otherwise(second: dict) -> None:
+    from hpo.dispatch.run import _FirstFailures
+
+    watch = _FirstFailures(3)
+    assert watch.see(_end(0, reason=BOOM)) is None
+    assert watch.see(second) is None
+    assert all(watch.see(_end(n, reason=BOOM)) is None for n in range(2, 8))

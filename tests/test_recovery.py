@@ -236,3 +236,18 @@ def test_after_an_oom_the_next_trial_in_the_same_worker_succeeds(
     assert oom and all(t.user_attrs["fail_reason"].startswith("oom") for t in oom)
     later = [t for t in trials if t.number > oom[0].number and t.state == TrialState.COMPLETE]
     assert later, "a trial after the OOM completed in the same worker"
+
+
+def test_checkpoints_round_trip_with_torch_loaded_and_as_plain_pickle(tmp_path: Path) -> None:
+    files = TrialFiles(open_store(str(tmp_path / "art")), "rt")
+    files.save_checkpoint(0, {"w": torch.ones(2), "epoch": 3})  # torch is loaded: torch.save
+    assert (tmp_path / "art" / "checkpoint-rt-0").read_bytes().startswith(b"PK")
+    state = files.load_checkpoint(0)
+    assert state is not None and state["epoch"] == 3 and torch.equal(state["w"], torch.ones(2))
+
+    import pickle
+
+    (tmp_path / "art" / "checkpoint-rt-1").write_bytes(pickle.dumps({"epoch": 2}))
+    assert files.load_checkpoint(1) == {"epoch": 2}  # as saved where torch was not loaded
+    files.drop_checkpoint(1)
+    assert files.load_checkpoint(1) is None

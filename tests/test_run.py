@@ -280,6 +280,41 @@ def test_a_crashing_trial_is_retried_max_retries_times_and_the_study_goes_on(
         assert all(t.params == original.params for t in chain)
 
 
+def test_a_run_whose_first_trials_all_fail_alike_stops_with_that_error(
+    write_spec, tmp_path: Path
+) -> None:
+    specs = tmp_path / "specs"  # the objective sits beside the spec; the run starts elsewhere
+    specs.mkdir()
+    (specs / "broken.py").write_text(
+        "def objective(trial):\n    raise FileNotFoundError('data/train.csv')\n"
+    )
+    spec = specs / "study.yaml"
+    spec.write_text(
+        json.dumps(
+            {
+                "name": "broken",
+                "objective": "broken:objective",
+                "metric": {"name": "score"},
+                "sampler": {"type": "random", "seed": 0},
+                "pruner": {"type": "none"},
+                "budget": {"n_trials": 30},
+                "space": {"x": {"type": "float", "low": 0, "high": 1}},
+            }
+        )
+    )
+    proc = hpo("run", str(spec), "--workers", "2", cwd=tmp_path)
+    out = finish(proc)
+
+    assert proc.returncode == 1, out
+    errors = [line for line in out.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "FileNotFoundError: data/train.csv" in errors[0], out
+    assert "the first 3 trials failed alike" in errors[0], out
+    trials = trials_of(f"sqlite:///{tmp_path / 'hpo.db'}", "broken")
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert 3 <= len(failed) <= 6, "stopped early, not after the whole budget"
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+
+
 def test_missing_pretrained_weights_offline_exit_2_before_any_write(
     write_spec, tmp_path: Path
 ) -> None:

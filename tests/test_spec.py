@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import pg_study_count, tiny_spec
 from typer.testing import CliRunner
 
@@ -317,3 +319,93 @@ def test_cmaes_without_its_package_names_the_extra(write_spec) -> None:
         pytest.skip("cmaes is installed")
     with pytest.raises(SpecError, match=r"sampler.type: the cmaes sampler .*hpo\[cmaes\]"):
         load_spec(write_spec(tiny_spec(sampler={"type": "cmaes"})))
+
+
+def _objective_file(directory: Path, source: str) -> str:
+    """Write ``source`` as a uniquely named module in ``directory``; returns its name."""
+    import uuid
+
+    name = f"obj_{uuid.uuid4().hex[:10]}"
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{name}.py").write_text(source)
+    return name
+
+
+def _objective_spec(ref: str) -> dict[str, object]:
+    return {
+        "name": "o",
+        "objective": ref,
+        "budget": {"n_trials": 2},
+        "metric": {"name": "score"},
+        "space": {"x": {"type": "float", "low": 0, "high": 1}},
+    }
+
+
+@pytest.mark.parametrize(
+    ("source", "form"),
+    [
+        ("def f(trial):\n    return trial.params['x']\n", "trial"),
+        ("import optuna\ndef f(t: optuna.Trial) -> float:\n    return 0.0\n", "trial"),
+        (
+            "from __future__ import annotations\nimport optuna\n"
+            "def f(t: optuna.Trial, verbose: bool = False) -> float:\n    return 0.0\n",
+            "trial",
+        ),
+        ("def f(params, report):\n    return params['x']\n", "params"),
+    ],
+)
+def test_objective_forms_are_told_apart_by_signature(
+    source: str, form: str, tmp_path: Path, monkeypatch
+) -> None:
+    from hpo.spec import load_objective, objective_form
+
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    name = _objective_file(tmp_path / "specs", source)
+    spec_file = tmp_path / "specs" / "study.yaml"
+    spec_file.write_text(yaml.safe_dump(_objective_spec(f"{name}:f"), sort_keys=False))
+
+    assert load_spec(spec_file).objective == f"{name}:f"  # found next to the spec file
+    assert objective_form(load_objective(f"{name}:f")) == form
+
+
+@pytest.mark.parametrize(
+    ("source", "words"),
+    [
+        ("def f(params):\n    return 0.0\n", "takes 1 parameter (params)"),
+        ("def f(a, b, c):\n    return 0.0\n", "takes 3 parameters (a, b, c)"),
+        ("def f():\n    return 0.0\n", "takes 0 parameters"),
+        ("f = 3\n", "no callable 'f'"),
+        ("import no_such_module_abc\ndef f(trial):\n    return 0.0\n", "cannot import"),
+    ],
+)
+def test_bad_objective_is_one_line_naming_file_and_field(
+    source: str, words: str, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    name = _objective_file(tmp_path / "specs", source)
+    spec_file = tmp_path / "specs" / "study.yaml"
+    spec_file.write_text(yaml.safe_dump(_objective_spec(f"{name}:f"), sort_keys=False))
+
+    for command in (["validate", str(spec_file)], None):
+        if command is None:
+            output = _run_bad(spec_file, tmp_path)
+        else:
+            result = runner.invoke(app, command)
+            assert result.exit_code == 2, result.output
+            output = result.output
+        assert output.count("\n") == 1, output
+        assert output.startswith(f"error: {spec_file}:") and words in output
+        assert output.split(": ")[2] == "objective", output
+
+
+def test_objective_module_resolves_from_the_working_directory(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    name = _objective_file(tmp_path / "work", "def f(trial):\n    return 0.0\n")
+    spec_file = tmp_path / "specs" / "study.yaml"
+    spec_file.parent.mkdir()
+    spec_file.write_text(yaml.safe_dump(_objective_spec(f"{name}:f"), sort_keys=False))
+    monkeypatch.chdir(tmp_path / "work")
+
+    result = runner.invoke(app, ["validate", str(spec_file)])
+    assert result.exit_code == 0, result.output
+    assert f"objective {name}:f (trial)" in result.output

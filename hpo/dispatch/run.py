@@ -20,7 +20,7 @@ from hpo.dispatch.plan import WorkerPlan, detect_gpus, plan_workers
 from hpo.dispatch.supervisor import DELIBERATE, Supervisor
 from hpo.errors import SpecError, StorageError
 from hpo.models import MODELS
-from hpo.spec import StudySpec
+from hpo.spec import ENV_OBJECTIVE_PATH, StudySpec, objective_root
 from hpo.study import (
     Snapshot,
     StudyHandle,
@@ -44,6 +44,10 @@ ENV_NODE = "HPO_NODE_NAME"
 
 #: Datasets fetched over the network: fetched once here, before workers start in parallel.
 DOWNLOADED = ("mnist", "fashion_mnist", "cifar10", "flowers102")
+
+#: A run stops once its first this many trials (retries are the same trial) all failed with the
+#: same exception.
+FIRST_FAILURES = 3
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,7 @@ class RunResult:
     exit_code: int
     snapshot: Snapshot
     failed_logs: list[Path]
+    error: str | None = None  # why the run stopped early (exit code 1), printed once
 
 
 def _prepare_data(spec: StudySpec) -> None:
@@ -121,6 +126,55 @@ def _release_orphans(
                 requeue(handle.study, t._trial_id, reason, spec.retry.max_retries, counted)
     except Exception as exc:  # noqa: BLE001 - storage down: the heartbeat path takes over
         log.warning("could not hand back the trial of worker pid %d: %s", pid, exc)
+
+
+class _FirstFailures:
+    """Watches this node's first finished trials: when the first ``n`` trials all failed with
+    the same exception (type and message) and none completed, the objective is broken (a bug,
+    a missing file) and every further trial would burn the budget on it.
+
+    A retry is the same trial (same slot, same parameters): its failures must match too, but
+    it is not another trial, so one configuration that always raises never stops the run. Only
+    exceptions count (``fail_reason`` ``error: ...``): an interruption, an OOM or a NaN loss
+    says something about the parameters or the node, not the code.
+    """
+
+    def __init__(self, n: int) -> None:
+        self.n, self.decided = n, False
+        self.reasons: set[str] = set()
+        self.trials: set[int] = set()  # original trial numbers (a retry counts as its original)
+        self.error: str | None = None  # set once the run was stopped
+
+    def watch(self, event: dict[str, Any], sup: Supervisor) -> None:
+        """Stop ``sup``'s workers (their running trials are handed back, as on Ctrl-C) once the
+        first trials failed alike, and say why in ``error``."""
+        reason = self.see(event)
+        if reason is not None:
+            log_path = sup.log_path(int(event.get("worker", 0)))
+            self.error = (
+                f"stopped early: the first {self.n} trials failed alike: {reason} "
+                f"(traceback in {log_path})"
+            )
+            sup.stop()
+
+    def see(self, event: dict[str, Any]) -> str | None:
+        """The common reason once the first ``n`` trials failed alike (once only), else None."""
+        if self.decided or event.get("event") != "trial_end":
+            return None
+        reason = str(event.get("reason") or "")
+        if event.get("state") == "FAIL" and reason.startswith("interrupted"):
+            return None
+        if event.get("state") != "FAIL" or not reason.startswith("error: "):
+            self.decided = True
+            return None
+        self.reasons.add(reason)
+        self.trials.add(int(event.get("root", event.get("trial", -1))))
+        if len(self.reasons) > 1:
+            self.decided = True
+        elif len(self.trials) >= self.n:
+            self.decided = True
+            return reason.removeprefix("error: ")
+        return None
 
 
 class _Ticker:
@@ -223,6 +277,12 @@ def run_study(spec: StudySpec, options: RunOptions, observer: Observer) -> RunRe
     timeout = options.timeout or spec.budget.timeout
     deadline = time.time() + timeout if timeout else None
     ticker = _Ticker(handle, spec, observer)
+    first = _FirstFailures(min(FIRST_FAILURES, budget))
+
+    def on_event(event: dict[str, Any]) -> None:
+        ticker.event(observer, event)
+        first.watch(event, sup)
+
     sup = Supervisor(
         plans,
         spec.model_dump_json(exclude_unset=True),
@@ -230,11 +290,11 @@ def run_study(spec: StudySpec, options: RunOptions, observer: Observer) -> RunRe
         options.node,
         deadline,
         options.logs_dir,
-        lambda event: ticker.event(observer, event),
+        on_event,
         on_exit=lambda pid, code: (
             None if ticker.lost else _release_orphans(handle, spec, options.node, pid, code, sup)
         ),
-        env={ENV_ARTIFACTS: options.artifacts} if options.artifacts else None,
+        env=_worker_env(spec, options),
     )
     # Only the main thread may set a signal handler (hpo.run from a thread: no preemption).
     main = threading.current_thread() is threading.main_thread()
@@ -246,7 +306,18 @@ def run_study(spec: StudySpec, options: RunOptions, observer: Observer) -> RunRe
         if main:
             signal.signal(signal.SIGTERM, previous)
     ticker(force=True)
-    return RunResult(code, ticker.final(), sup.failed_logs())
+    return RunResult(1 if first.error else code, ticker.final(), sup.failed_logs(), first.error)
+
+
+def _worker_env(spec: StudySpec, options: RunOptions) -> dict[str, str]:
+    """What workers get besides this process's environment: the artifact store from
+    ``--artifacts``, and the directory the objective's module was imported from (beside the
+    spec file, the working directory, ``PYTHONPATH``), so they import the same module."""
+    env = {ENV_ARTIFACTS: options.artifacts} if options.artifacts else {}
+    root = objective_root(spec.objective) if spec.objective else None
+    if root is not None:
+        env[ENV_OBJECTIVE_PATH] = root
+    return env
 
 
 def _cpu_count() -> int:

@@ -61,9 +61,13 @@ class Supervisor:
         self.preempted = False
         self.lock = threading.Lock()
 
+    def log_path(self, index: int) -> Path:
+        """Where worker ``index`` logs (its tracebacks among them)."""
+        return self.logs_dir / f"{self.node}-w{index}.log"
+
     def _spawn(self, plan: WorkerPlan) -> tuple[subprocess.Popen[str], Path]:
         self.logs_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self.logs_dir / f"{self.node}-w{plan.index}.log"
+        log_path = self.log_path(plan.index)
         cmd = [
             sys.executable,
             "-m",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from hpo.spec.load import load_spec, spec_from_dict
 from hpo.spec.space import CategoricalParam, FloatParam, IntParam, grid_points, is_active, ordered
 from hpo.spec.study import (
+    ENV_OBJECTIVE_PATH,
     SAMPLER_EXTRAS,
     ArtifactSpec,
     BudgetSpec,
@@ -16,17 +17,23 @@ from hpo.spec.study import (
     MetricSpec,
     NoPrunerSpec,
     NsgaIISpec,
+    ObjectiveForm,
     QmcSpec,
     RandomSpec,
     RetrySpec,
     StudySpec,
     TpeSpec,
     load_objective,
+    objective_dirs,
+    objective_form,
+    objective_root,
 )
 from hpo.trainer.config import TrainConfig
 
 __all__ = [
     "SAMPLER_EXTRAS",
+    "ENV_OBJECTIVE_PATH",
+    "ObjectiveForm",
     "ArtifactSpec",
     "BudgetSpec",
     "CategoricalParam",
@@ -50,6 +57,9 @@ __all__ = [
     "is_active",
     "load_objective",
     "load_spec",
+    "objective_dirs",
+    "objective_form",
+    "objective_root",
     "ordered",
     "spec_from_dict",
 ]

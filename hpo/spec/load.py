@@ -29,7 +29,7 @@ def load_spec(path: str | Path) -> StudySpec:
     root, data = _parse(path)
     if not isinstance(data, dict):
         raise SpecError(f"{path}: a study file is a YAML mapping (name:, space:, train:, ...)")
-    return _validate(data, str(path), root)
+    return _validate(data, str(path), root, path.parent)
 
 
 def spec_from_dict(data: Mapping[str, Any], source: str = "spec") -> StudySpec:
@@ -43,9 +43,11 @@ def spec_from_dict(data: Mapping[str, Any], source: str = "spec") -> StudySpec:
     return _validate(dict(data), source, None)
 
 
-def _validate(data: dict[str, Any], source: str, root: yaml.Node | None) -> StudySpec:
+def _validate(
+    data: dict[str, Any], source: str, root: yaml.Node | None, spec_dir: Path | None = None
+) -> StudySpec:
     try:
-        return StudySpec.model_validate(data)
+        return StudySpec.model_validate(data, context={"spec_dir": spec_dir})
     except ValidationError as exc:
         errors = exc.errors()
         lines = [_describe(source, root, data, e) for e in errors[:SHOWN_ERRORS]]

@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import pickle
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,8 @@ ENV_ARTIFACTS = "HPO_ARTIFACTS"
 BEST_MODEL = "best_model.pt"
 #: The content type a best model is served with (a PyTorch pickle: bytes to download).
 MODEL_MIMETYPE = "application/octet-stream"
+#: How a ``torch.save`` file begins (a zip archive); a pickled checkpoint does not.
+_ZIP = b"PK\x03\x04"
 
 
 def resolve_artifacts(flag: str | None, spec_path: str) -> str:
@@ -61,22 +65,31 @@ class TrialFiles:
         return f"checkpoint-{self.study_name}-{key}"
 
     def save_checkpoint(self, key: int, state: dict[str, Any]) -> None:
-        import torch
-
+        """Overwrite trial ``key``'s checkpoint. ``torch.save`` when torch is loaded (the state
+        may hold tensors); plain pickle otherwise, so a scikit-learn or pure-Python objective
+        does not pay seconds to import torch."""
         buffer = io.BytesIO()
-        torch.save(state, buffer)
+        if "torch" in sys.modules:
+            import torch  # already loaded: free
+
+            torch.save(state, buffer)
+        else:
+            pickle.dump(state, buffer, protocol=pickle.HIGHEST_PROTOCOL)
         buffer.seek(0)
         self.store.write(self._checkpoint_id(key), buffer)
 
     def load_checkpoint(self, key: int) -> dict[str, Any] | None:
-        import torch
-
         try:
             with self.store.open_reader(self._checkpoint_id(key)) as reader:
                 data = reader.read()
         except ArtifactNotFound:
             return None
-        state: dict[str, Any] = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+        if not data.startswith(_ZIP):
+            state: dict[str, Any] = pickle.loads(data)
+            return state
+        import torch
+
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
         return state
 
     def drop_checkpoint(self, key: int) -> None:

@@ -141,6 +141,7 @@ def run_worker(ctx: WorkerContext, stop: threading.Event, emit: Emit) -> int:
             {
                 "event": "trial_end",
                 "trial": trial.number,
+                "root": key,  # the original trial a retry continues
                 "state": outcome.state.name,
                 "value": outcome.value,
                 "reason": outcome.reason,

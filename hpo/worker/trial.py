@@ -2,6 +2,10 @@
 
 This is the one place where Optuna and the trainer meet. The trainer's ``on_epoch`` callback
 reports the study metric to the trial and raises ``TrialPruned`` when the pruner says so.
+
+A custom objective comes in two forms: hpo's ``fn(params, report)``, where ``report`` is that same
+callback, and Optuna's ``fn(trial)``, called with the real ``optuna.Trial`` this worker claimed
+(the spec's ``space`` already suggested), which reports and prunes as any Optuna objective does.
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from hpo.checkpoints import bind
 from hpo.errors import Interrupted, StorageError, TrialError
-from hpo.spec import StudySpec, load_objective
+from hpo.spec import StudySpec, load_objective, objective_form
 from hpo.study import suggest
 from hpo.study.artifacts import TrialFiles
 from hpo.worker.training import free_memory, train_trial
@@ -52,6 +57,7 @@ class _Progress:
 
     def __init__(self, trial: optuna.Trial, spec: StudySpec, stop: threading.Event, emit: Emit):
         self.trial, self.spec, self.stop, self.emit = trial, spec, stop, emit
+        self._send = trial.report  # Optuna's own method, even once ``tap`` shadows it
         self.values: list[float] = []  # the first metric, each epoch
         self.vectors: list[list[float]] = []  # all metrics, each epoch (multi-objective)
         self.attrs: dict[str, Any] = {}
@@ -75,9 +81,10 @@ class _Progress:
         self.values.clear()
         self.vectors.clear()
 
-    def report(self, value: Any, step: int, extra: dict[str, float] | None = None) -> None:
-        """Record epoch ``step``: one float, or (multi-objective) the metrics' values as a
-        list or a dict by name, or just the first metric's float for progress."""
+    def record(self, value: Any, step: int, extra: dict[str, float] | None = None) -> None:
+        """Record epoch ``step`` (one float, or for several metrics their values as a list or a
+        dict by name, or just the first metric's float for progress) to the trial and the
+        display; if the node is stopping (Ctrl-C, SIGTERM), the trial ends here."""
         if self.spec.multi_objective and not isinstance(value, int | float):
             vector = as_values(value, self.spec)
             self.vectors.append(vector)
@@ -85,7 +92,7 @@ class _Progress:
         value = float(value)
         self.values.append(value)
         if not self.spec.multi_objective:
-            self.trial.report(value, step)
+            self._send(value, step)
         self.emit(
             {
                 "event": "epoch",
@@ -97,6 +104,22 @@ class _Progress:
         )
         if self.stop.is_set():
             raise Interrupted(f"stopped at epoch {step}")
+
+    def tap(self) -> None:
+        """Send the user's own ``trial.report`` calls through :meth:`record`.
+
+        Only this instance's ``report`` attribute is shadowed: the trial stays the real
+        ``optuna.Trial`` (isinstance holds; suggest, should_prune, attrs untouched) and every
+        value still goes through Optuna's ``Trial.report`` to hpo's storage. Wrapping the storage
+        instead would cover only the database path (not a gRPC proxy); emitting events after
+        the call would show no live progress and leave Ctrl-C waiting for the whole trial.
+        """
+        setattr(self.trial, "report", self.record)  # noqa: B010 - mypy refuses a method assign
+
+    def report(self, value: Any, step: int, extra: dict[str, float] | None = None) -> None:
+        """The ``report`` callback of the trainer and the ``(params, report)`` form: record,
+        then prune (except at the last epoch; never with several metrics)."""
+        self.record(value, step, extra)
         if self.spec.multi_objective:
             return
         if self.last_step is not None and step >= self.last_step:
@@ -131,7 +154,9 @@ class _Progress:
                 names = ", ".join(m.name for m in self.spec.metrics)
                 raise TrialError("error", f"no values for the metrics ({names}) were reported")
             return self.vectors[pick_epoch([v[0] for v in self.vectors], self.spec)]
-        if self.spec.objective_value == "last" or not self.values:
+        if not self.values:
+            raise TrialError("no_value", "the objective returned None and reported no value")
+        if self.spec.objective_value == "last":
             return self.values[-1]
         pick = max if self.spec.metrics[0].direction == "maximize" else min
         return pick(self.values)
@@ -145,9 +170,21 @@ class _Progress:
         }
 
 
-def _objective(params: dict[str, Any], spec: StudySpec, progress: _Progress) -> Value:
+def _objective(
+    params: dict[str, Any],
+    spec: StudySpec,
+    progress: _Progress,
+    files: TrialFiles | None,
+    key: int,
+) -> Value:
     func = load_objective(spec.objective or "")
-    result = func(params, progress.report)
+    checkpoints = files if spec.artifacts.checkpoints else None
+    with bind(progress.trial.number, checkpoints, key):
+        if objective_form(func) == "trial":
+            progress.tap()
+            result = func(progress.trial)
+        else:
+            result = func(params, progress.report)
     if result is None:
         return progress.final_value()
     return as_told(as_values(result, spec), spec)
@@ -192,7 +229,7 @@ def _attempt(
         if spec.objective is None:
             value = train_trial(params, spec, device, progress, files, key)
         else:
-            value = _objective(params, spec, progress)
+            value = _objective(params, spec, progress, files, key)
         return TrialOutcome(
             TrialState.COMPLETE, value, attrs=progress.summary(), best_model=progress.best_model
         )
