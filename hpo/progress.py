@@ -117,9 +117,9 @@ class PlainProgress:
             self.state.finished_at_start = snap.finished
 
     def finished(self) -> int:
-        """Finished budget slots. A snapshot counts rows, and the failed trial a retry replaced
-        is a row too: capped at the budget so that interruptions never read `26/24`."""
-        return min(self.state.snap.finished, self.state.budget)
+        """Finished budget slots (a failed trial that a retry replaced is not one), capped at
+        the budget where the storage cannot count retries (a gRPC proxy)."""
+        return min(self.state.snap.finished_slots, self.state.budget)
 
     def eta(self) -> float | None:
         """Seconds until the budget is spent, at the rate of the whole study (all nodes)."""

@@ -126,3 +126,12 @@ def test_header_counts_budget_slots_never_more_than_the_budget() -> None:
     shown.print(progress.render())
     progress.close()
     assert "24/24 finished" in shown.export_text()
+
+
+def test_header_counts_slots_when_retries_are_known() -> None:
+    """20 slots finished; 6 of the 26 finished rows are failed trials that retries replaced
+    (4 of those retries finished, 2 wait): the header says 20, not the capped 24."""
+    progress = PlainProgress(Console(file=io.StringIO()))
+    progress.started(SPEC, "sqlite:///x.db", PLANS, budget=24)
+    progress.snapshot(Snapshot({"COMPLETE": 20, "FAIL": 6, "WAITING": 2}, retries=6))
+    assert progress.finished() == 20

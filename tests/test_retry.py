@@ -14,7 +14,7 @@ from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.trial import TrialState
 
 from hpo.spec import StudySpec
-from hpo.study import claim, enqueue_retry, fail_stale, prepare
+from hpo.study import claim, enqueue_retry, fail_stale, prepare, snapshot
 from hpo.study.retry import ATTR_FAILURES
 from hpo.worker.loop import WorkerContext, _finish
 from hpo.worker.trial import TrialOutcome
@@ -54,6 +54,8 @@ def test_interruptions_never_use_up_retries_and_failures_do(sqlite_url: str) -> 
     assert not enqueue_retry(study, frozen, counted=True, max_retries=1)  # second: no more
     assert frozen.params == trial.params
     assert len(frozen.system_attrs["retry_history"]) == 6
+    snap = snapshot(study)  # 7 failed rows, 6 of them replaced by a retry: 1 slot finished
+    assert (snap.finished, snap.retries, snap.finished_slots) == (7, 6, 1)
 
 
 def test_a_retry_takes_neither_artifacts_nor_fail_reason(sqlite_url: str, tmp_path: Path) -> None:

@@ -19,10 +19,18 @@ class Snapshot:
     best_number: int | None = None
     #: A multi-objective study's Pareto front: (trial number, values, params), by number.
     front: tuple[tuple[int, tuple[float, ...], dict[str, Any]], ...] = ()
+    #: Trials that re-run a failed one: each replaced a FAIL row in its budget slot.
+    retries: int = 0
 
     @property
     def finished(self) -> int:
+        """Finished trials (rows), retried ones included."""
         return sum(self.counts.get(s, 0) for s in ("COMPLETE", "PRUNED", "FAIL"))
+
+    @property
+    def finished_slots(self) -> int:
+        """Finished budget slots: a failed trial that was retried is not one of them."""
+        return self.finished - self.retries
 
     @property
     def total(self) -> int:
@@ -34,13 +42,22 @@ def snapshot(study: optuna.Study) -> Snapshot:
     the Pareto front: the trials no other trial beats on every metric)."""
     storage = study._storage
     counts = {s.name: storage.get_n_trials(study._study_id, state=s) for s in TrialState}
+    retries = _retries(study)
     if len(study.directions) > 1:
         front = sorted(study.best_trials, key=lambda t: t.number)
-        return Snapshot(
-            counts, front=tuple((t.number, tuple(t.values), dict(t.params)) for t in front)
-        )
+        found = tuple((t.number, tuple(t.values), dict(t.params)) for t in front)
+        return Snapshot(counts, front=found, retries=retries)
     try:
         best = study.best_trial
     except ValueError:  # no completed trial yet
-        return Snapshot(counts)
-    return Snapshot(counts, best.value, dict(best.params), best.number)
+        return Snapshot(counts, retries=retries)
+    return Snapshot(counts, best.value, dict(best.params), best.number, retries=retries)
+
+
+def _retries(study: optuna.Study) -> int:
+    """How many trials are retries (system attr ``failed_trial``), in one query where the
+    storage has one (hpo's database storage); 0 behind a gRPC proxy."""
+    like = getattr(study._storage, "system_attrs_like", None)
+    if like is None:
+        return 0
+    return len(like(study._study_id, "failed_trial", 0, []))
