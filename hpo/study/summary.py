@@ -57,7 +57,9 @@ def snapshot(study: optuna.Study) -> Snapshot:
 def _retries(study: optuna.Study) -> int:
     """How many trials are retries (system attr ``failed_trial``), in one query where the
     storage has one (hpo's database storage); 0 behind a gRPC proxy."""
-    like = getattr(study._storage, "system_attrs_like", None)
+    # Optuna wraps the database storage in its _CachedStorage (``_backend``).
+    backend = getattr(study._storage, "_backend", study._storage)
+    like = getattr(backend, "system_attrs_like", None)
     if like is None:
         return 0
     return len(like(study._study_id, "failed_trial", 0, []))
