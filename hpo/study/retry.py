@@ -108,6 +108,14 @@ def fail_stale(study: optuna.Study, max_retries: int) -> list[int]:
     return failed
 
 
+def heartbeat(trial: optuna.Trial, storage: Any) -> Any:
+    """Optuna's heartbeat thread for ``trial`` (a no-op where heartbeats are off), as a
+    context manager: the one place hpo reaches into ``optuna.storages._heartbeat``."""
+    from optuna.storages._heartbeat import get_heartbeat_thread
+
+    return get_heartbeat_thread(trial._trial_id, storage)
+
+
 def stale_callback(max_retries: int) -> Any:
     """Optuna's ``heartbeat_stale_trial_callback`` with hpo's policy, for any code path that
     still calls ``optuna.storages.fail_stale_trials``: an uncounted retry."""

@@ -10,14 +10,13 @@ from dataclasses import dataclass
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages._heartbeat import get_heartbeat_thread
 from optuna.trial import TrialState
 
 from hpo.spec import StudySpec
 from hpo.study import load, next_trial
 from hpo.study.artifacts import TrialFiles, open_store, root_number
 from hpo.study.cache import set_user_attrs
-from hpo.study.retry import enqueue_retry
+from hpo.study.retry import enqueue_retry, heartbeat
 from hpo.worker.trial import Emit, TrialOutcome, run_trial
 
 log = logging.getLogger(__name__)
@@ -132,7 +131,7 @@ def run_worker(ctx: WorkerContext, stop: threading.Event, emit: Emit) -> int:
             break
         # The heartbeat starts first: a RUNNING trial without any heartbeat is never judged
         # stale, so a worker killed right after claiming must already have written one.
-        with get_heartbeat_thread(trial._trial_id, storage):
+        with heartbeat(trial, storage):
             _record_start(trial, ctx, device_name)
             key = root_number(study._storage.get_trial(trial._trial_id))
             outcome = run_trial(trial, ctx.spec, ctx.device, stop, emit, files, key)
