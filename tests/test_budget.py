@@ -126,3 +126,8 @@ def test_each_worker_registration_is_a_new_number(sqlite_url: str) -> None:
     numbers = [load(spec, sqlite_url).worker_number for _ in range(3)]
     numbers.append(register_worker(handle.storage, handle.study._study_id, spec.name))
     assert numbers == [0, 1, 2, 3]
+
+
+def test_embedded_storage_in_a_directory_that_does_not_exist_yet(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'runs' / 'a' / 'hpo.db'}"
+    assert prepare(_spec(budget={"n_trials": 2}), url).created

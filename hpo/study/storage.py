@@ -198,6 +198,7 @@ def schema_lock(url: str, outage: float = 300.0) -> Iterator[None]:
     backend = parsed.get_backend_name()
     if backend == "sqlite" and parsed.database and parsed.database != ":memory:":
         path = f"{parsed.database}.lock"
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         with _reentrant(path, lambda: _file_lock(path)):
             yield
     elif backend == "postgresql":
