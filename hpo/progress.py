@@ -6,7 +6,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from optuna.trial import FrozenTrial
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
@@ -32,17 +31,6 @@ def fmt_values(value: Any, digits: int = 4) -> str:
     if isinstance(value, list | tuple) and value:
         return ", ".join(f"{v:.{digits}g}" for v in value)
     return "-"
-
-
-def slot_counts(trials: list[FrozenTrial]) -> dict[str, int]:
-    """Budget slots by state: a slot is in the state of its latest trial, so a failed trial
-    that was retried counts once, as its retry (``retry_history`` lists what it replaced)."""
-    replaced = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
-    counts: dict[str, int] = {}
-    for t in trials:
-        if t.number not in replaced:
-            counts[t.state.name] = counts.get(t.state.name, 0) + 1
-    return counts
 
 
 @dataclass

@@ -92,8 +92,7 @@ class StudyView:
 
     def status(self, last: int = 0) -> Status:
         """Budget slots and trials by state, the best trial, and the ``last`` latest trials."""
-        from hpo.progress import slot_counts
-        from hpo.study import get_budget
+        from hpo.study import get_budget, slot_counts
 
         trials = self.study.get_trials(deepcopy=False)
         counts: dict[str, int] = {}

@@ -65,9 +65,9 @@ BOOM = "error: RuntimeError: boom"
 
 
 def test_first_failures_stop_after_three_trials_failed_alike_retries_counting_once() -> None:
-    from hpo.dispatch.run import _FirstFailures
+    from hpo.dispatch.watch import FirstFailures
 
-    watch = _FirstFailures(3)
+    watch = FirstFailures(3)
     events = [
         _end(0, reason=BOOM),
         _end(3, reason=BOOM, root=0),  # a retry: the same trial, not a second one
@@ -90,9 +90,9 @@ def test_first_failures_stop_after_three_trials_failed_alike_retries_counting_on
     ],
 )
 def test_first_failures_never_stop_once_a_trial_went_otherwise(second: dict) -> None:
-    from hpo.dispatch.run import _FirstFailures
+    from hpo.dispatch.watch import FirstFailures
 
-    watch = _FirstFailures(3)
+    watch = FirstFailures(3)
     assert watch.see(_end(0, reason=BOOM)) is None
     assert watch.see(second) is None
     assert all(watch.see(_end(n, reason=BOOM)) is None for n in range(2, 8))

@@ -9,16 +9,16 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from optuna.trial import TrialState
 
-from hpo.dispatch.plan import WorkerPlan, detect_gpus, plan_workers
+from hpo.dispatch.plan import detect_gpus, plan_workers
 from hpo.dispatch.supervisor import DELIBERATE, Supervisor
-from hpo.errors import SpecError, StorageError
+from hpo.dispatch.watch import FirstFailures, Observer, Ticker
+from hpo.errors import SpecError
 from hpo.models import MODELS
 from hpo.spec import ENV_OBJECTIVE_PATH, StudySpec, objective_root
 from hpo.study import (
@@ -27,7 +27,6 @@ from hpo.study import (
     budget_used,
     connection_headroom,
     describe_setup,
-    fail_stale,
     get_budget,
     prepare,
     record_node,
@@ -64,16 +63,6 @@ class RunOptions:
     source: str = "spec"  # the spec's file name, for error messages
     artifacts: str | None = None  # --artifacts: checkpoints and best models
     node: str = field(default_factory=lambda: os.environ.get(ENV_NODE) or socket.gethostname())
-
-
-class Observer(Protocol):
-    """What the console layer implements to show progress."""
-
-    def started(
-        self, spec: StudySpec, storage: str, plans: list[WorkerPlan], budget: int
-    ) -> None: ...
-    def event(self, event: dict[str, Any]) -> None: ...
-    def snapshot(self, snap: Snapshot) -> None: ...
 
 
 @dataclass
@@ -128,115 +117,6 @@ def _release_orphans(
         log.warning("could not hand back the trial of worker pid %d: %s", pid, exc)
 
 
-class _FirstFailures:
-    """Watches this node's first finished trials: when the first ``n`` trials all failed with
-    the same exception (type and message) and none completed, the objective is broken (a bug,
-    a missing file) and every further trial would burn the budget on it.
-
-    A retry is the same trial (same slot, same parameters): its failures must match too, but
-    it is not another trial, so one configuration that always raises never stops the run. Only
-    exceptions count (``fail_reason`` ``error: ...``): an interruption, an OOM or a NaN loss
-    says something about the parameters or the node, not the code.
-    """
-
-    def __init__(self, n: int) -> None:
-        self.n, self.decided = n, False
-        self.reasons: set[str] = set()
-        self.trials: set[int] = set()  # original trial numbers (a retry counts as its original)
-        self.error: str | None = None  # set once the run was stopped
-
-    def watch(self, event: dict[str, Any], sup: Supervisor) -> None:
-        """Stop ``sup``'s workers (their running trials are handed back, as on Ctrl-C) once the
-        first trials failed alike, and say why in ``error``."""
-        reason = self.see(event)
-        if reason is not None:
-            log_path = sup.log_path(int(event.get("worker", 0)))
-            self.error = (
-                f"stopped early: the first {self.n} trials failed alike: {reason} "
-                f"(traceback in {log_path})"
-            )
-            sup.stop()
-
-    def see(self, event: dict[str, Any]) -> str | None:
-        """The common reason once the first ``n`` trials failed alike (once only), else None."""
-        if self.decided or event.get("event") != "trial_end":
-            return None
-        reason = str(event.get("reason") or "")
-        if event.get("state") == "FAIL" and reason.startswith("interrupted"):
-            return None
-        if event.get("state") != "FAIL" or not reason.startswith("error: "):
-            self.decided = True
-            return None
-        self.reasons.add(reason)
-        self.trials.add(int(event.get("root", event.get("trial", -1))))
-        if len(self.reasons) > 1:
-            self.decided = True
-        elif len(self.trials) >= self.n:
-            self.decided = True
-            return reason.removeprefix("error: ")
-        return None
-
-
-class _Ticker:
-    """The supervisor's periodic work: the progress display, and failing other nodes' trials
-    whose heartbeat lapsed (on a timer, so a dead node's trial is retried within about
-    ``grace_period`` even while this node's workers are busy with long trials).
-
-    Once the storage has stayed unreachable past ``retry.storage_outage`` (``lost`` holds the
-    error) the ticker stops calling it, so the node winds down within one outage limit.
-    """
-
-    def __init__(self, handle: StudyHandle, spec: StudySpec, observer: Observer) -> None:
-        self.handle, self.observer, self.retry = handle, observer, spec.retry
-        self.every, self.last, self.next_stale = 2.0, 0.0, 0.0
-        self.lost: StorageError | None = None
-
-    def __call__(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if now >= self.next_stale:
-            self.next_stale = now + self.retry.heartbeat_interval
-            self._guarded(self._fail_stale, "stale-trial check skipped")
-        if force or now - self.last >= self.every:
-            self.last = now
-            # The display may lag; workers ride out outages on their own.
-            self._guarded(
-                lambda: self.observer.snapshot(snapshot(self.handle.study)),
-                "progress not refreshed",
-            )
-
-    def event(self, observer: Observer, event: dict[str, Any]) -> None:
-        """Pass a worker's event on; a finished trial refreshes the counts at the next tick, so
-        the header never lags the trial lines by more than one tick."""
-        observer.event(event)
-        if event.get("event") == "trial_end":
-            self.last = 0.0
-
-    def _guarded(self, work: Callable[[], object], what: str) -> None:
-        if self.lost is not None:
-            return
-        try:
-            work()
-        except StorageError as exc:
-            self.lost = exc
-            log.warning("%s: %s", what, exc)
-        except Exception as exc:  # noqa: BLE001 - the next tick tries again
-            log.warning("%s: %s", what, exc)
-
-    def _fail_stale(self) -> None:
-        recently_down = getattr(self.handle.storage, "recently_down", None)
-        if recently_down and recently_down(self.retry.grace_period):
-            # No heartbeat could be written during the outage: judging now would fail live
-            # trials. Wait a grace period after it.
-            return
-        fail_stale(self.handle.study, self.retry.max_retries)
-
-    def final(self) -> Snapshot:
-        """The study's state at the end; raises the storage error if the storage was lost."""
-        if self.lost is not None:
-            raise self.lost
-        return snapshot(self.handle.study)
-
-
 def _check_connections(handle: StudyHandle, workers: int) -> None:
     # One kept open by each worker and by this process, and a few opened for a moment (a lock,
     # a heartbeat written while the trial loop writes).
@@ -276,8 +156,8 @@ def run_study(spec: StudySpec, options: RunOptions, observer: Observer) -> RunRe
     _check_connections(handle, len(plans))
     timeout = options.timeout or spec.budget.timeout
     deadline = time.time() + timeout if timeout else None
-    ticker = _Ticker(handle, spec, observer)
-    first = _FirstFailures(min(FIRST_FAILURES, budget))
+    ticker = Ticker(handle, spec, observer)
+    first = FirstFailures(min(FIRST_FAILURES, budget))
 
     def on_event(event: dict[str, Any]) -> None:
         ticker.event(observer, event)

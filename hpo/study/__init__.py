@@ -38,7 +38,7 @@ from hpo.study.storage import (
     schema_lock,
     study_lock,
 )
-from hpo.study.summary import Snapshot, snapshot
+from hpo.study.summary import Snapshot, slot_counts, snapshot
 
 __all__ = [
     "ATTR_DESCRIPTION",
@@ -75,6 +75,7 @@ __all__ = [
     "set_budget",
     "Snapshot",
     "snapshot",
+    "slot_counts",
     "resolve_storage_url",
     "study_lock",
     "system_attrs",

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 
 @dataclass(frozen=True)
@@ -63,3 +63,14 @@ def _retries(study: optuna.Study) -> int:
     if like is None:
         return 0
     return len(like(study._study_id, "failed_trial", 0, []))
+
+
+def slot_counts(trials: list[FrozenTrial]) -> dict[str, int]:
+    """Budget slots by state: a slot is in the state of its latest trial, so a failed trial
+    that was retried counts once, as its retry (``retry_history`` lists what it replaced)."""
+    replaced = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
+    counts: dict[str, int] = {}
+    for t in trials:
+        if t.number not in replaced:
+            counts[t.state.name] = counts.get(t.state.name, 0) + 1
+    return counts
