@@ -89,6 +89,7 @@ def train_trial(
         TrialError: out of memory with ``retry.on_oom: fail``, or at micro-batch size 1.
     """
     config = TrainConfig.model_validate({**spec.train.model_dump(), **params})
+    progress.last_step = config.epochs  # this trial's own, where `epochs` is in the space
     resume = _resume_state(files, key, spec)
     if resume is not None:
         progress.replay(resume["history"])  # the retry's curve continues its predecessor's
