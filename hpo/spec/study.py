@@ -175,8 +175,13 @@ Pruner = Annotated[HyperbandSpec | MedianSpec | NoPrunerSpec, Field(discriminato
 class BudgetSpec(_Frozen):
     """How much the study runs: counted in the storage, across all workers and nodes."""
 
-    n_trials: int | None = Field(None, ge=1, description="total trials (default for grid: all)")
+    n_trials: int | None = Field(
+        None, ge=1, description="total trials (grid: all points); with max_epochs_total: optional"
+    )
     timeout: float | None = Field(None, gt=0, description="seconds after which no trial starts")
+    max_epochs_total: int | None = Field(
+        None, ge=1, description="total epochs trained (reported steps), all trials and nodes"
+    )
 
 
 class RetrySpec(_Frozen):
@@ -343,8 +348,12 @@ class StudySpec(_Frozen):
                 raise _at(("space", missing[0]), "the grid sampler needs `values` here")
             if not self.space:
                 raise _at(("space",), "the grid sampler needs at least one parameter")
-        elif self.budget.n_trials is None:
-            raise _at(("budget", "n_trials"), "required (the study's total number of trials)")
+        elif self.budget.n_trials is None and self.budget.max_epochs_total is None:
+            raise _at(
+                ("budget", "n_trials"),
+                "required (the study's total number of trials), unless budget.max_epochs_total "
+                "bounds the study",
+            )
         if isinstance(self.pruner, HyperbandSpec) and self.objective is None:
             top = self.pruner.max_resource or self.train.epochs
             if self.pruner.min_resource > top:
@@ -364,12 +373,12 @@ class StudySpec(_Frozen):
         return grid_points(self.space)
 
     @property
-    def n_trials(self) -> int:
-        """The trial budget; for a grid, at most the number of grid points."""
+    def n_trials(self) -> int | None:
+        """The trial budget; for a grid, at most the number of grid points. None: no trial
+        limit (only with ``budget.max_epochs_total``, which then bounds the study)."""
         if isinstance(self.sampler, GridSpec):
             size = len(self.grid())
             return min(self.budget.n_trials or size, size)
-        assert self.budget.n_trials is not None
         return self.budget.n_trials
 
 

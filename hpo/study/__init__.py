@@ -13,6 +13,13 @@ from hpo.study.budget import (
     requeue,
     set_budget,
 )
+from hpo.study.epochs import (
+    EPOCH_BUDGET_SPENT,
+    EpochCount,
+    EpochMeter,
+    epoch_count,
+    raise_epoch_budget,
+)
 from hpo.study.notes import ATTR_NODES, describe_setup, record_node, redact_command
 from hpo.study.retry import enqueue_retry, fail_stale
 from hpo.study.search import build_pruner, build_sampler, suggest, worker_seed
@@ -41,6 +48,11 @@ from hpo.study.storage import (
 from hpo.study.summary import Snapshot, slot_counts, snapshot
 
 __all__ = [
+    "EPOCH_BUDGET_SPENT",
+    "EpochCount",
+    "EpochMeter",
+    "epoch_count",
+    "raise_epoch_budget",
     "ATTR_DESCRIPTION",
     "ATTR_METRIC",
     "ATTR_NODES",

@@ -8,6 +8,10 @@ new waiting trials, and never beyond the budget. So workers and nodes together r
 unfinished trial on each read: a pool of the whole budget would make every storage read
 O(budget). Grid points are enqueued with their parameters fixed, so each point runs once. A
 retry of a crashed trial (system attr ``failed_trial``) continues its slot and does not count.
+
+A study bounded by an epoch budget alone (``budget.max_epochs_total``, no ``n_trials``) has no
+trial limit (``hpo:n_trials`` is null): the pool is kept full and the epoch budget
+(:mod:`hpo.study.epochs`) ends the study.
 """
 
 from __future__ import annotations
@@ -47,33 +51,36 @@ ATTR_BUDGET = "hpo:n_trials"
 POOL = 8
 
 
-def set_budget(study: optuna.Study, n_trials: int) -> None:
-    """Record the study's total trial budget."""
+def set_budget(study: optuna.Study, n_trials: int | None) -> None:
+    """Record the study's total trial budget (None: no trial limit)."""
     study._storage.set_study_system_attr(study._study_id, ATTR_BUDGET, n_trials)
 
 
-def get_budget(study: optuna.Study) -> int:
-    return int(study._storage.get_study_system_attrs(study._study_id).get(ATTR_BUDGET, 0))
+def get_budget(study: optuna.Study) -> int | None:
+    """The study's trial budget: None for no trial limit, 0 for a study hpo never prepared."""
+    value = study._storage.get_study_system_attrs(study._study_id).get(ATTR_BUDGET, 0)
+    return None if value is None else int(value)
 
 
-def raise_budget(study: optuna.Study, n_trials: int, explicit: bool = False) -> bool:
-    """Raise the study's budget to ``n_trials``; it never shrinks. True when it was set.
+def raise_budget(study: optuna.Study, n_trials: int | None, explicit: bool = False) -> bool:
+    """Raise the study's budget to ``n_trials`` (None: no limit, the largest); it never
+    shrinks. True when it was set.
 
     Nodes that ask for different budgets at the same moment thus end with the largest one,
     whatever their order. Asking ``explicit``-ly (``--n-trials``) for less than the recorded
     budget leaves it, with a warning. Call it under the study's or the schema's lock.
     """
     current = get_budget(study)
-    if n_trials > current:
+    if current is not None and (n_trials is None or n_trials > current):
         set_budget(study, n_trials)
         return True
-    if explicit and n_trials < current:
+    if explicit and n_trials is not None and (current is None or n_trials < current):
+        kept = "no trial limit" if current is None else f"a budget of {current} trials"
         log.warning(
-            "--n-trials %d: study %r already has a budget of %d trials, which is kept "
-            "(a budget only grows)",
+            "--n-trials %d: study %r already has %s, which is kept (a budget only grows)",
             n_trials,
             study.study_name,
-            current,
+            kept,
         )
     return False
 
@@ -83,16 +90,21 @@ def refill(study: optuna.Study, storage: Storage, spec: StudySpec, force: bool =
 
     Without a cross-node lock (behind a gRPC proxy) a refill would race: there only a
     ``force`` caller (the node that created the study, or one given ``--n-trials``) refills,
-    and it enqueues the whole remaining budget at once.
+    and it enqueues the whole remaining budget at once. Without a trial limit every caller
+    tops the pool up to ``POOL`` (a race only leaves a few more waiting trials).
     """
     with study_lock(storage, study.study_name) as locked:
-        if not locked and not force:
+        limit = get_budget(study)
+        if not locked and not force and limit is not None:
             return 0
         trials = study.get_trials(deepcopy=False)
         waiting = sum(1 for t in trials if t.state == TrialState.WAITING and not is_retry(t))
-        missing = get_budget(study) - budget_used(trials)
-        if locked:
-            missing = min(missing, POOL - waiting)
+        if limit is None:
+            missing = POOL - waiting
+        else:
+            missing = limit - budget_used(trials)
+            if locked:
+                missing = min(missing, POOL - waiting)
         if missing <= 0:
             return 0
         if isinstance(spec.sampler, GridSpec):

@@ -44,8 +44,9 @@ def redact_command(argv: Sequence[str]) -> str:
     return " ".join(head + [shlex.quote(arg) for arg in rest])
 
 
-def describe_setup(spec: StudySpec, budget: int) -> str:
-    """How the study runs, in one Markdown line: sampler, pruner, budget, metric."""
+def describe_setup(spec: StudySpec, budget: int | None, max_epochs: int | None = None) -> str:
+    """How the study runs, in one Markdown line: sampler, pruner, budget (trials, or None for
+    no trial limit; epochs), metric."""
     sampler = f"`{spec.sampler.type}` sampler"
     seed = getattr(spec.sampler, "seed", None)
     if seed is not None:
@@ -53,7 +54,9 @@ def describe_setup(spec: StudySpec, budget: int) -> str:
     pruner = f"`{spec.pruner.type}` pruner"
     if spec.max_resource:
         pruner += f" (max {spec.max_resource} epochs)"
-    limits = [f"{budget} trials"]
+    limits = [] if budget is None else [f"{budget} trials"]
+    if max_epochs is not None:
+        limits.append(f"{max_epochs} epochs")
     if spec.budget.timeout:
         limits.append(f"{spec.budget.timeout:g} s")
     metrics = ", ".join(f"{m.name} ({m.direction})" for m in spec.metrics)

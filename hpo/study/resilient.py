@@ -37,6 +37,11 @@ _CONNECTION_ERRORS = (
 #: RDBStorage methods hpo's processes call (directly, or through Optuna's _CachedStorage, which
 #: also calls the private ones), each wrapped with the retry loop.
 _RETRIED = (
+    # The one call that is not idempotent: retried after a commit whose answer was lost, it
+    # adds again (an epoch counted twice, never one missed: the epoch budget errs on the side
+    # of stopping early).
+    "add_to_study_attr",
+    "study_system_attrs_of",
     "enqueue_waiting",
     "system_attrs_like",
     "claim_waiting",

@@ -18,6 +18,7 @@ from hpo.errors import StorageError, StudyConflictError
 from hpo.spec import StudySpec
 from hpo.study import budget
 from hpo.study.cache import TrialCache
+from hpo.study.epochs import raise_epoch_budget, read_epochs
 from hpo.study.search import build_pruner, build_sampler
 from hpo.study.storage import Storage, open_storage, redact, schema_lock, study_lock
 from hpo.study.upsert import UpsertWrites
@@ -86,7 +87,7 @@ class StudyHandle:
 def prepare(
     spec: StudySpec, url: str, n_trials: int | None = None, source: str = "spec"
 ) -> StudyHandle:
-    """Create the study (or join it), then raise its trial budget to what is asked.
+    """Create the study (or join it), then raise its trial and epoch budgets to what is asked.
 
     Everything from creating Optuna's tables to setting the budget happens under the
     database's schema lock, so any number of nodes started at one instant agree: exactly one
@@ -120,8 +121,12 @@ def prepare(
                 # optuna-dashboard, the `optuna` CLI and plots label the values by these
                 study.set_metric_names([m.name for m in spec.metrics])
         raised = budget.raise_budget(study, n_trials or spec.n_trials, explicit=bool(n_trials))
-    # Behind a proxy no lock is shared: only a node that set the budget fills the pool.
-    budget.refill(study, storage, spec, force=raised)
+        if spec.budget.max_epochs_total is not None:
+            raise_epoch_budget(study, storage, spec.budget.max_epochs_total)
+    epochs = read_epochs(storage, study._study_id)
+    if epochs is None or not epochs.spent:  # a spent study gets no more waiting trials
+        # Behind a proxy no lock is shared: only a node that set the budget fills the pool.
+        budget.refill(study, storage, spec, force=raised)
     return StudyHandle(study, storage, created=study_id is None)
 
 

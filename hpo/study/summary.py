@@ -1,4 +1,4 @@
-"""A study at a glance: trials by state, the budget, the best trial (or the Pareto front)."""
+"""A study at a glance: trials by state, the budgets, the best trial (or the Pareto front)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+
+from hpo.study.epochs import EpochCount, epoch_count
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,8 @@ class Snapshot:
     front: tuple[tuple[int, tuple[float, ...], dict[str, Any]], ...] = ()
     #: Trials that re-run a failed one: each replaced a FAIL row in its budget slot.
     retries: int = 0
+    #: Epochs trained over the study and its epoch budget; None without one.
+    epochs: EpochCount | None = None
 
     @property
     def finished(self) -> int:
@@ -42,16 +46,18 @@ def snapshot(study: optuna.Study) -> Snapshot:
     the Pareto front: the trials no other trial beats on every metric)."""
     storage = study._storage
     counts = {s.name: storage.get_n_trials(study._study_id, state=s) for s in TrialState}
-    retries = _retries(study)
+    retries, epochs = _retries(study), epoch_count(study)
     if len(study.directions) > 1:
         front = sorted(study.best_trials, key=lambda t: t.number)
         found = tuple((t.number, tuple(t.values), dict(t.params)) for t in front)
-        return Snapshot(counts, front=found, retries=retries)
+        return Snapshot(counts, front=found, retries=retries, epochs=epochs)
     try:
         best = study.best_trial
     except ValueError:  # no completed trial yet
-        return Snapshot(counts, retries=retries)
-    return Snapshot(counts, best.value, dict(best.params), best.number, retries=retries)
+        return Snapshot(counts, retries=retries, epochs=epochs)
+    return Snapshot(
+        counts, best.value, dict(best.params), best.number, retries=retries, epochs=epochs
+    )
 
 
 def _retries(study: optuna.Study) -> int:

@@ -66,6 +66,22 @@ _SYSTEM_ATTRS_LIKE = sqlalchemy.text(
 ).bindparams(sqlalchemy.bindparam("ids", expanding=True))
 
 
+# A study counter (``hpo:epochs``) is a study system attr holding a JSON integer: added to in
+# place, under the row's lock, and read back with another attr of the study (its budget) in the
+# same statement.
+_ADD_TO_STUDY_ATTR = sqlalchemy.text(
+    "UPDATE study_system_attributes"
+    " SET value_json = CAST(CAST(value_json AS BIGINT) + :n AS VARCHAR(32))"
+    " WHERE study_id = :study_id AND key = :key"
+    " RETURNING value_json, (SELECT b.value_json FROM study_system_attributes b"
+    " WHERE b.study_id = :study_id AND b.key = :with_key)"
+)
+_STUDY_ATTRS = sqlalchemy.text(
+    "SELECT key, value_json FROM study_system_attributes"
+    " WHERE study_id = :study_id AND key IN :keys"
+).bindparams(sqlalchemy.bindparam("keys", expanding=True))
+
+
 def _attrs_statement(table: str, n: int) -> sqlalchemy.TextClause:
     rows = " UNION ALL ".join(f"SELECT :k{i} AS key, :v{i} AS value_json" for i in range(n))
     return sqlalchemy.text(
@@ -130,6 +146,27 @@ class UpsertWrites(TrialReads):
         with self.engine.connect() as conn:
             rows = conn.execute(_SYSTEM_ATTRS_LIKE, params).all()
         return [(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
+
+    def add_to_study_attr(
+        self, study_id: int, key: str, n: int, with_key: str
+    ) -> tuple[int, Any] | None:
+        """Add ``n`` to the study's integer system attr ``key`` in one statement; its new value
+        and the value of attr ``with_key``, or None when the study has no attr ``key``."""
+        if not self.upserts:
+            raise NotImplementedError(self.engine.name)
+        params = {"study_id": study_id, "key": key, "n": n, "with_key": with_key}
+        with self.engine.begin() as conn:
+            row = conn.execute(_ADD_TO_STUDY_ATTR, params).first()
+        if row is None:
+            return None
+        return int(json.loads(row[0])), None if row[1] is None else json.loads(row[1])
+
+    def study_system_attrs_of(self, study_id: int, keys: list[str]) -> dict[str, Any]:
+        """The study's system attrs named ``keys`` (those it has), in one statement; unlike
+        ``get_study_system_attrs``, without the others (``hpo:nodes`` grows with every node)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(_STUDY_ATTRS, {"study_id": study_id, "keys": keys}).all()
+        return {r[0]: json.loads(r[1]) for r in rows}
 
     def enqueue_waiting(self, study_id: int, fixed_params: list[dict[str, Any]]) -> list[int]:
         """Create WAITING trials as ``Study.enqueue_trial`` does, all in one transaction.
