@@ -49,3 +49,9 @@ class Interrupted(BaseException):  # noqa: N818 - a control-flow signal, like Ke
 
     A BaseException so that no ``except Exception`` in user code or libraries swallows it.
     """
+
+
+class EpochBudgetSpent(BaseException):  # noqa: N818 - a control-flow signal, like Interrupted
+    """The study's epoch budget is spent: end the trial at this epoch boundary (it is recorded
+    PRUNED, its epochs kept). A BaseException, as :class:`Interrupted`, so that no ``except
+    Exception`` in user code swallows it."""

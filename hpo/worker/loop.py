@@ -13,7 +13,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from hpo.spec import StudySpec
-from hpo.study import load, next_trial
+from hpo.study import EpochMeter, load, next_trial
 from hpo.study.artifacts import TrialFiles, open_store, root_number
 from hpo.study.cache import set_user_attrs
 from hpo.study.retry import enqueue_retry, heartbeat
@@ -109,13 +109,26 @@ def _device_name(device: str) -> str:
     return "cpu"
 
 
+def _epochs_spent(meter: EpochMeter | None, emit: Emit) -> bool:
+    """Whether the study's epoch budget is spent (one query; none without an epoch budget)."""
+    if meter is None:
+        return False
+    count = meter.read()
+    if count.spent:
+        emit({"event": "epoch_budget_spent", "used": count.used, "budget": count.budget})
+    return count.spent
+
+
 def run_worker(ctx: WorkerContext, stop: threading.Event, emit: Emit) -> int:
-    """Run trials until none is waiting, the deadline passes or ``stop`` is set.
+    """Run trials until none is waiting, the epoch budget is spent, the deadline passes or
+    ``stop`` is set.
 
     Returns the process exit code: 0 normally, 130 when interrupted by Ctrl-C.
     """
     handle = load(ctx.spec, ctx.storage_url)
     study, storage = handle.study, handle.storage
+    # The study's epoch budget as stored, whatever this node's spec says (as for n_trials).
+    meter = EpochMeter.open(storage, study)
     device_name = _device_name(ctx.device)
     files = TrialFiles(open_store(ctx.artifacts or ctx.spec.artifacts.path), ctx.spec.name)
     parent = os.getppid()
@@ -126,6 +139,8 @@ def run_worker(ctx: WorkerContext, stop: threading.Event, emit: Emit) -> int:
         if os.getppid() != parent:
             log.warning("the node's supervisor is gone: stopping")
             break
+        if _epochs_spent(meter, emit):
+            break
         trial = next_trial(study, storage, ctx.spec)
         if trial is None:
             break
@@ -134,7 +149,7 @@ def run_worker(ctx: WorkerContext, stop: threading.Event, emit: Emit) -> int:
         with heartbeat(trial, storage):
             _record_start(trial, ctx, device_name)
             key = root_number(study._storage.get_trial(trial._trial_id))
-            outcome = run_trial(trial, ctx.spec, ctx.device, stop, emit, files, key)
+            outcome = run_trial(trial, ctx.spec, ctx.device, stop, emit, files, key, meter)
             _finish_or_skip(study, trial, outcome, ctx, files, key)
         emit(
             {

@@ -22,9 +22,9 @@ import optuna
 from optuna.trial import TrialState
 
 from hpo.checkpoints import bind
-from hpo.errors import Interrupted, StorageError, TrialError
+from hpo.errors import EpochBudgetSpent, Interrupted, StorageError, TrialError
 from hpo.spec import StudySpec, load_objective, objective_form
-from hpo.study import suggest
+from hpo.study import EPOCH_BUDGET_SPENT, EpochMeter, suggest
 from hpo.study.artifacts import TrialFiles
 from hpo.worker.training import free_memory, train_trial
 from hpo.worker.values import Value, as_told, as_values, pick_epoch
@@ -55,8 +55,17 @@ class _Progress:
     ``trial.report``); its epochs' values are kept here and still shown as progress.
     """
 
-    def __init__(self, trial: optuna.Trial, spec: StudySpec, stop: threading.Event, emit: Emit):
+    def __init__(
+        self,
+        trial: optuna.Trial,
+        spec: StudySpec,
+        stop: threading.Event,
+        emit: Emit,
+        epochs: EpochMeter | None = None,
+    ):
         self.trial, self.spec, self.stop, self.emit = trial, spec, stop, emit
+        self.epochs = epochs  # the study's epoch budget; None: the study has none
+        self.counted: set[int] = set()  # steps counted against it (a step reported again is not)
         self._send = trial.report  # Optuna's own method, even once ``tap`` shadows it
         self.values: list[float] = []  # the first metric, each epoch
         self.vectors: list[list[float]] = []  # all metrics, each epoch (multi-objective)
@@ -80,11 +89,13 @@ class _Progress:
         """Training starts over (after an OOM): earlier epochs no longer count."""
         self.values.clear()
         self.vectors.clear()
+        self.counted.clear()  # its epochs are trained again, and count again
 
     def record(self, value: Any, step: int, extra: dict[str, float] | None = None) -> None:
         """Record epoch ``step`` (one float, or for several metrics their values as a list or a
-        dict by name, or just the first metric's float for progress) to the trial and the
-        display; if the node is stopping (Ctrl-C, SIGTERM), the trial ends here."""
+        dict by name, or just the first metric's float for progress) to the trial, the epoch
+        budget and the display. The trial ends here when the epoch budget is spent (unless this
+        was its last epoch) or the node is stopping (Ctrl-C, SIGTERM)."""
         if self.spec.multi_objective and not isinstance(value, int | float):
             vector = as_values(value, self.spec)
             self.vectors.append(vector)
@@ -93,6 +104,10 @@ class _Progress:
         self.values.append(value)
         if not self.spec.multi_objective:
             self._send(value, step)
+        count = None
+        if self.epochs is not None and step not in self.counted:
+            self.counted.add(step)
+            count = self.epochs.add()
         self.emit(
             {
                 "event": "epoch",
@@ -102,8 +117,18 @@ class _Progress:
                 **(extra or {}),
             }
         )
+        if count is not None and count.spent and not self.is_last(step):
+            raise EpochBudgetSpent(
+                f"{EPOCH_BUDGET_SPENT} ({count.used}/{count.budget} epochs), "
+                f"stopped after epoch {step}"
+            )
         if self.stop.is_set():
             raise Interrupted(f"stopped at epoch {step}")
+
+    def is_last(self, step: int) -> bool:
+        """Whether ``step`` is the trial's last epoch (known for the trainer only): stopping
+        there would save nothing and lose the result."""
+        return self.last_step is not None and step >= self.last_step
 
     def tap(self) -> None:
         """Send the user's own ``trial.report`` calls through :meth:`record`.
@@ -122,7 +147,7 @@ class _Progress:
         self.record(value, step, extra)
         if self.spec.multi_objective:
             return
-        if self.last_step is not None and step >= self.last_step:
+        if self.is_last(step):
             return  # the run is complete: pruning now would save nothing and lose the result
         if self.trial.should_prune():
             raise optuna.TrialPruned(
@@ -198,13 +223,16 @@ def run_trial(
     emit: Emit,
     files: TrialFiles | None = None,
     key: int | None = None,
+    epochs: EpochMeter | None = None,
 ) -> TrialOutcome:
     """Run ``trial`` to an outcome; never raises for a trial-level failure.
 
     ``files`` holds checkpoints and best models; ``key`` is the original trial's number, under
-    which a retry finds its predecessor's checkpoint.
+    which a retry finds its predecessor's checkpoint; ``epochs`` counts each epoch trained
+    against the study's epoch budget.
     """
-    outcome = _attempt(trial, spec, device, stop, emit, files, trial.number if key is None else key)
+    key = trial.number if key is None else key
+    outcome = _attempt(trial, spec, device, stop, emit, files, key, epochs)
     if outcome.state == TrialState.FAIL:
         # The failure's traceback held the trial's tensors and is gone now that _attempt has
         # returned; collect them before the next trial. Only on failure: a gc pass costs
@@ -221,8 +249,9 @@ def _attempt(
     emit: Emit,
     files: TrialFiles | None,
     key: int,
+    epochs: EpochMeter | None,
 ) -> TrialOutcome:
-    progress = _Progress(trial, spec, stop, emit)
+    progress = _Progress(trial, spec, stop, emit, epochs)
     try:
         params = suggest(trial, spec)
         emit({"event": "trial_start", "trial": trial.number, "params": params})
@@ -238,6 +267,12 @@ def _attempt(
         return TrialOutcome(
             PRUNED, last, str(exc), progress.summary(), best_model=progress.best_model
         )
+    except EpochBudgetSpent as exc:
+        # PRUNED, not COMPLETE: the sampler and the pruner read it as a run stopped at this
+        # epoch (its curve still informs both), never as the value of a finished run.
+        last = progress.values[-1] if progress.values else None
+        attrs = {**progress.summary(), "stop_reason": EPOCH_BUDGET_SPENT}
+        return TrialOutcome(PRUNED, last, str(exc), attrs, best_model=progress.best_model)
     except (Interrupted, KeyboardInterrupt) as exc:
         reason = f"interrupted: {exc}" if str(exc) else "interrupted"
         return TrialOutcome(TrialState.FAIL, None, reason, progress.summary(), interrupted=True)
