@@ -113,7 +113,14 @@ class RunOutcome:
 class _Quiet:
     """An observer that shows nothing (the default of ``hpo.run``)."""
 
-    def started(self, spec: StudySpec, storage: str, plans: list[WorkerPlan], budget: int) -> None:
+    def started(
+        self,
+        spec: StudySpec,
+        storage: str,
+        plans: list[WorkerPlan],
+        budget: int | None,
+        max_epochs: int | None = None,
+    ) -> None:
         pass
 
     def event(self, event: dict[str, Any]) -> None:

@@ -108,10 +108,18 @@ def validate(spec_path: SpecArg, verbose: VerboseOpt = False) -> None:
     )
     out.print(
         f"{spec_path}: ok: study {spec.name!r}, {spec.sampler.type} sampler, "
-        f"{spec.pruner.type} pruner, {spec.n_trials} trials, {len(spec.space)} parameters, "
+        f"{spec.pruner.type} pruner, {_budget_text(spec)}, {len(spec.space)} parameters, "
         f"{mode}",
         highlight=False,
     )
+
+
+def _budget_text(spec: Any) -> str:
+    """The spec's budget in words: trials and/or epochs."""
+    limits = [] if spec.n_trials is None else [f"{spec.n_trials} trials"]
+    if spec.budget.max_epochs_total is not None:
+        limits.append(f"{spec.budget.max_epochs_total} epochs")
+    return " or ".join(limits)
 
 
 @app.command(cls=_Command)
@@ -190,6 +198,10 @@ def _print_summary(snap: Any, metric: str) -> None:
         table.add_column(state.lower(), justify="right")
     table.add_row(*(str(snap.counts.get(s, 0)) for s in STATES))
     out.print(table)
+    if snap.epochs is not None:
+        spent = " (epoch budget spent)" if snap.epochs.spent else ""
+        shown = f"epochs trained: {snap.epochs.used}/{snap.epochs.budget}{spent}"
+        out.print(shown, highlight=False)
     _print_best(snap, metric)
 
 
@@ -230,7 +242,10 @@ def status(
     now = view.status(last)
     out.print(f"study {view.name}  storage: {view.storage}", highlight=False, markup=False)
     out.print(_trials_table(now.latest, view.metric))
-    out.print(f"{now.finished}/{now.budget} budget slots finished", highlight=False)
+    of = "" if now.budget is None else f"/{now.budget}"
+    out.print(f"{now.finished}{of} budget slots finished", highlight=False)
+    if now.max_epochs is not None:
+        out.print(f"{now.epochs}/{now.max_epochs} epochs trained", highlight=False)
     shown = "  ".join(f"{s.lower()} {now.slots.get(s, 0)}" for s in STATES)
     if now.retries:
         shown += f"  ({now.retries} {'retry' if now.retries == 1 else 'retries'})"

@@ -47,11 +47,13 @@ class _WorkerRow:
 class _State:
     spec: StudySpec | None = None
     storage: str = ""
-    budget: int = 0
+    budget: int | None = 0  # trials; None: no trial limit (an epoch budget bounds the study)
     snap: Snapshot = field(default_factory=Snapshot)
     workers: dict[int, _WorkerRow] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
     finished_at_start: int | None = None  # the study's finished trials when this node started
+    epochs_at_start: int | None = None  # the study's trained epochs when this node started
+    epochs_spent_shown: bool = False
 
 
 class PlainProgress:
@@ -61,13 +63,23 @@ class PlainProgress:
         self.console = console
         self.state = _State()
 
-    def started(self, spec: StudySpec, storage: str, plans: list[WorkerPlan], budget: int) -> None:
+    def started(
+        self,
+        spec: StudySpec,
+        storage: str,
+        plans: list[WorkerPlan],
+        budget: int | None,
+        max_epochs: int | None = None,
+    ) -> None:
         self.state.spec, self.state.storage, self.state.budget = spec, storage, budget
         devices = ", ".join(
             f"w{p.index}:{p.device}{'' if p.gpu is None else ':' + p.gpu}" for p in plans
         )
+        limits = [] if budget is None else [f"{budget} trials"]
+        if max_epochs is not None:
+            limits.append(f"{max_epochs} epochs" + (" (no trial limit)" if budget is None else ""))
         self.console.print(
-            f"study {spec.name} on {storage}: budget {budget} trials, workers {devices}",
+            f"study {spec.name} on {storage}: budget {', '.join(limits)}, workers {devices}",
             markup=False,
             highlight=False,
         )
@@ -90,9 +102,26 @@ class PlainProgress:
         elif kind == "stopping":
             self.console.print("stopping: running trials are handed back for retry")
         elif kind == "already_complete":
+            if event.get("max_epochs") is not None and event["epochs"] >= event["max_epochs"]:
+                said = (
+                    f"its epoch budget is spent ({event['epochs']}/{event['max_epochs']} epochs "
+                    "trained; a higher budget.max_epochs_total raises it)"
+                )
+            else:
+                said = (
+                    f"all {event['budget']} trials of its budget finished "
+                    "(--n-trials N raises the budget)"
+                )
             self.console.print(
-                f"study {event['study']} is already complete: all {event['budget']} trials of "
-                "its budget finished (--n-trials N raises the budget)",
+                f"study {event['study']} is already complete: {said}",
+                markup=False,
+                highlight=False,
+            )
+        elif kind == "epoch_budget_spent" and not self.state.epochs_spent_shown:
+            self.state.epochs_spent_shown = True  # every worker says so: once is enough
+            self.console.print(
+                f"epoch budget spent: {event['used']}/{event['budget']} epochs trained over "
+                "the study; no new trial starts",
                 markup=False,
                 highlight=False,
             )
@@ -103,19 +132,40 @@ class PlainProgress:
         self.state.snap = snap
         if self.state.finished_at_start is None:
             self.state.finished_at_start = snap.finished
+        if self.state.epochs_at_start is None and snap.epochs is not None:
+            self.state.epochs_at_start = snap.epochs.used
 
     def finished(self) -> int:
         """Finished budget slots (a failed trial that a retry replaced is not one), capped at
         the budget where the storage cannot count retries (a gRPC proxy)."""
+        if self.state.budget is None:
+            return self.state.snap.finished_slots
         return min(self.state.snap.finished_slots, self.state.budget)
 
     def eta(self) -> float | None:
-        """Seconds until the budget is spent, at the rate of the whole study (all nodes)."""
+        """Seconds until a budget is spent (trials or epochs, whichever comes first), at the
+        rate of the whole study (all nodes)."""
         s = self.state
+        elapsed = time.monotonic() - s.started
+        left = []
         progressed = s.snap.finished - (s.finished_at_start or 0)
-        if progressed <= 0 or s.budget <= self.finished():
-            return None
-        return (s.budget - self.finished()) * (time.monotonic() - s.started) / progressed
+        if s.budget is not None and progressed > 0 and s.budget > self.finished():
+            left.append((s.budget - self.finished()) * elapsed / progressed)
+        epochs = s.snap.epochs
+        if epochs is not None and not epochs.spent:
+            trained = epochs.used - (s.epochs_at_start or 0)
+            if trained > 0:
+                left.append((epochs.budget - epochs.used) * elapsed / trained)
+        return min(left) if left else None
+
+    def head(self) -> str:
+        """Budget progress for the header: finished trials (of the budget) and, with an epoch
+        budget, epochs trained of it."""
+        s = self.state
+        shown = f"{self.finished()}" + ("" if s.budget is None else f"/{s.budget}") + " finished"
+        if s.snap.epochs is not None:
+            shown += f"  epochs {s.snap.epochs.used}/{s.snap.epochs.budget}"
+        return shown
 
     def close(self) -> None:
         pass
@@ -128,8 +178,15 @@ class LiveProgress(PlainProgress):
         super().__init__(console)
         self.live = Live(console=console, refresh_per_second=4, transient=False)
 
-    def started(self, spec: StudySpec, storage: str, plans: list[WorkerPlan], budget: int) -> None:
-        super().started(spec, storage, plans, budget)
+    def started(
+        self,
+        spec: StudySpec,
+        storage: str,
+        plans: list[WorkerPlan],
+        budget: int | None,
+        max_epochs: int | None = None,
+    ) -> None:
+        super().started(spec, storage, plans, budget, max_epochs)
         for p in plans:
             self.state.workers[p.index] = _WorkerRow(
                 device=p.device if p.gpu is None else f"cuda:{p.gpu}"
@@ -166,7 +223,7 @@ class LiveProgress(PlainProgress):
         eta = "" if left is None else f"  eta {left:.0f}s"
         head = Text.assemble(
             (s.spec.name if s.spec else "", "bold"),
-            f" {self.finished()}/{s.budget} finished  {counts}{eta}",
+            f" {self.head()}  {counts}{eta}",
         )
         best = Text("best: -")
         if s.snap.front:

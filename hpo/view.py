@@ -37,11 +37,13 @@ class Status:
     """Where a study stands. A budget slot is in the state of its latest trial, so a failed
     trial that was retried counts once, as its retry; ``counts`` counts every trial."""
 
-    budget: int  # the study's total trial budget
+    budget: int | None  # the study's total trial budget; None: no trial limit
     slots: dict[str, int]  # budget slots by state name (COMPLETE, PRUNED, FAIL, RUNNING, ...)
     counts: dict[str, int]  # trials by state name, retries included
     best: Best | None  # None until a trial completes
     latest: list[FrozenTrial] = field(default_factory=list, repr=False)  # status(last=N)
+    epochs: int | None = None  # epochs trained over the study; None without an epoch budget
+    max_epochs: int | None = None  # the epoch budget (budget.max_epochs_total)
 
     @property
     def finished(self) -> int:
@@ -91,17 +93,22 @@ class StudyView:
         return self.study.direction.name.lower()
 
     def status(self, last: int = 0) -> Status:
-        """Budget slots and trials by state, the best trial, and the ``last`` latest trials."""
-        from hpo.study import get_budget, slot_counts
+        """Budget slots and trials by state, epochs trained (with an epoch budget), the best
+        trial, and the ``last`` latest trials."""
+        from hpo.study import epoch_count, get_budget, slot_counts
 
         trials = self.study.get_trials(deepcopy=False)
         counts: dict[str, int] = {}
         for t in trials:
             counts[t.state.name] = counts.get(t.state.name, 0) + 1
         slots = slot_counts(trials)
-        budget = get_budget(self.study) or (self.spec.n_trials if self.spec else 0)
+        budget = get_budget(self.study)
+        if budget == 0:  # not prepared by hpo: what the spec asks for
+            budget = self.spec.n_trials if self.spec else 0
         latest = [copy.deepcopy(t) for t in trials[-last:]] if last > 0 else []
-        return Status(budget, slots, counts, self._best(), latest)
+        epochs = epoch_count(self.study)
+        used, limit = (epochs.used, epochs.budget) if epochs else (None, None)
+        return Status(budget, slots, counts, self._best(), latest, used, limit)
 
     def best(self) -> Best:
         """The best completed trial.

@@ -22,11 +22,13 @@ from hpo.errors import SpecError
 from hpo.models import MODELS
 from hpo.spec import ENV_OBJECTIVE_PATH, StudySpec, objective_root
 from hpo.study import (
+    EpochCount,
     Snapshot,
     StudyHandle,
     budget_used,
     connection_headroom,
     describe_setup,
+    epoch_count,
     get_budget,
     prepare,
     record_node,
@@ -129,11 +131,16 @@ def _check_connections(handle: StudyHandle, workers: int) -> None:
         log.warning("%s", warning)
 
 
-def _complete(handle: StudyHandle, budget: int) -> bool:
-    """Every budget slot finished and nothing left to run or retry."""
+def _complete(handle: StudyHandle, budget: int | None, epochs: EpochCount | None) -> bool:
+    """Nothing is running, and either the epoch budget is spent (waiting trials stay for a
+    raised budget) or every budget slot finished with nothing left to retry."""
     trials = handle.study.get_trials(deepcopy=False)
-    unfinished = any(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials)
-    return not unfinished and budget_used(trials) >= budget
+    if any(t.state == TrialState.RUNNING for t in trials):
+        return False
+    if epochs is not None and epochs.spent:
+        return True
+    waiting = any(t.state == TrialState.WAITING for t in trials)
+    return not waiting and budget is not None and budget_used(trials) >= budget
 
 
 def run_study(spec: StudySpec, options: RunOptions, observer: Observer) -> RunResult:
@@ -147,17 +154,25 @@ def run_study(spec: StudySpec, options: RunOptions, observer: Observer) -> RunRe
     )
     _prepare_data(spec)  # before the storage: missing data or weights leave it untouched
     handle = prepare(spec, options.storage_url, options.n_trials, options.source)
-    budget = get_budget(handle.study)
-    record_node(handle, options.node, sys.argv, describe_setup(spec, budget))
-    observer.started(spec, redact(options.storage_url), plans, budget)
-    if _complete(handle, budget):
-        observer.event({"event": "already_complete", "study": spec.name, "budget": budget})
+    budget, epochs = get_budget(handle.study), epoch_count(handle.study)
+    max_epochs = epochs.budget if epochs else None
+    record_node(handle, options.node, sys.argv, describe_setup(spec, budget, max_epochs))
+    observer.started(spec, redact(options.storage_url), plans, budget, max_epochs)
+    if _complete(handle, budget, epochs):
+        observer.event(
+            {
+                "event": "already_complete",
+                "study": spec.name,
+                "budget": budget,
+                **({"epochs": epochs.used, "max_epochs": epochs.budget} if epochs else {}),
+            }
+        )
         return RunResult(0, snapshot(handle.study), [])
     _check_connections(handle, len(plans))
     timeout = options.timeout or spec.budget.timeout
     deadline = time.time() + timeout if timeout else None
     ticker = Ticker(handle, spec, observer)
-    first = FirstFailures(min(FIRST_FAILURES, budget))
+    first = FirstFailures(min(FIRST_FAILURES, budget or FIRST_FAILURES))
 
     def on_event(event: dict[str, Any]) -> None:
         ticker.event(observer, event)

@@ -21,7 +21,12 @@ class Observer(Protocol):
     """What the console layer implements to show progress."""
 
     def started(
-        self, spec: StudySpec, storage: str, plans: list[WorkerPlan], budget: int
+        self,
+        spec: StudySpec,
+        storage: str,
+        plans: list[WorkerPlan],
+        budget: int | None,
+        max_epochs: int | None = None,
     ) -> None: ...
     def event(self, event: dict[str, Any]) -> None: ...
     def snapshot(self, snap: Snapshot) -> None: ...
