@@ -43,7 +43,10 @@ URL = os.environ.get("HPO_BENCH_POSTGRES", "postgresql+psycopg2://postgres@127.0
 DIST = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
 
 
-def _spec(name: str, n_trials: int, sampler: str = "tpe") -> StudySpec:
+def _spec(
+    name: str, n_trials: int, sampler: str = "tpe", max_epochs: int | None = None
+) -> StudySpec:
+    epochs = {} if max_epochs is None else {"max_epochs_total": max_epochs}
     return StudySpec.model_validate(
         {
             "name": name,
@@ -51,7 +54,7 @@ def _spec(name: str, n_trials: int, sampler: str = "tpe") -> StudySpec:
             "metric": {"name": "score", "direction": "maximize"},
             "sampler": {"type": sampler, "seed": 0},
             "pruner": {"type": "hyperband", "min_resource": 1, "max_resource": noop.EPOCHS},
-            "budget": {"n_trials": n_trials},
+            "budget": {"n_trials": n_trials, **epochs},
             "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
         }
     )
@@ -84,11 +87,13 @@ class _Meter:
         }
 
 
-def bench_hpo(size: int, measure: int, sampler: str) -> dict[str, float]:
+def bench_hpo(
+    size: int, measure: int, sampler: str, max_epochs: int | None = None
+) -> dict[str, float]:
     name = f"bench-hpo-{uuid.uuid4().hex[:8]}"
     study = optuna.create_study(storage=URL, study_name=name, direction="maximize")
     prefill(study, size)
-    spec = _spec(name, size + measure, sampler)
+    spec = _spec(name, size + measure, sampler, max_epochs)
     prepare(spec, URL, n_trials=size + measure)  # finished trials fill all but `measure`
     ctx = WorkerContext(spec=spec, storage_url=URL, index=0, node="bench")
     meter = _Meter()
@@ -153,6 +158,12 @@ def main() -> None:
         default="tpe",
         help="random: orchestration alone, without TPE's own O(trials) Parzen estimator math",
     )
+    parser.add_argument(
+        "--max-epochs-total",
+        type=int,
+        default=None,
+        help="give hpo's study an epoch budget (never reached): what counting epochs costs",
+    )
     args = parser.parse_args()
     quiet_optuna()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -162,12 +173,13 @@ def main() -> None:
         "measured_trials": args.measure,
         "repeats": args.repeats,
         "sampler": args.sampler,
+        "max_epochs_total": args.max_epochs_total,
     }
     table: dict[int, dict[str, dict[str, float]]] = {}
     for size in sizes:
         runs: dict[str, list[dict[str, float]]] = {"hpo": [], "optuna": []}
         for _ in range(args.repeats):  # alternating, so both sides see the same machine load
-            runs["hpo"].append(bench_hpo(size, args.measure, args.sampler))
+            runs["hpo"].append(bench_hpo(size, args.measure, args.sampler, args.max_epochs_total))
             runs["optuna"].append(bench_optuna(size, args.measure, args.sampler))
         table[size] = {side: _median(r) for side, r in runs.items()}
     result["per_trial"] = table
