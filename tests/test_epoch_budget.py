@@ -4,6 +4,7 @@ and node, no claim once it is spent, a running trial stopped at its next epoch b
 
 from __future__ import annotations
 
+import io
 import re
 import threading
 import uuid
@@ -14,11 +15,14 @@ import optuna
 import pytest
 from conftest import TINY_TRAIN, sql_statements, tiny_spec
 from optuna.trial import TrialState
+from rich.console import Console
 from typer.testing import CliRunner
 
 from hpo.cli import app
+from hpo.dispatch import WorkerPlan
+from hpo.progress import LiveProgress
 from hpo.spec import StudySpec
-from hpo.study import EPOCH_BUDGET_SPENT, get_budget, prepare, system_attrs
+from hpo.study import EPOCH_BUDGET_SPENT, EpochCount, Snapshot, get_budget, prepare, system_attrs
 from hpo.study.budget import POOL
 from hpo.study.epochs import ATTR_EPOCHS, epoch_count
 from hpo.worker import WorkerContext, run_worker
@@ -301,6 +305,22 @@ def test_two_workers_on_postgres_overshoot_the_budget_by_at_most_one_epoch(
     again = runner.invoke(app, args)
     assert again.exit_code == 0 and "its epoch budget is spent" in again.output, again.output
     assert len(_trials(postgres_url, name)) == len(trials)  # no trial added, none claimed
+
+
+def test_the_live_header_shows_epochs_of_the_budget_and_no_trial_limit() -> None:
+    spec = StudySpec.model_validate(tiny_spec("header", budget={"max_epochs_total": 40}))
+    plans = [WorkerPlan(0, "cpu", None, 1)]
+    progress = LiveProgress(Console(file=io.StringIO(), force_terminal=True, width=160))
+    progress.started(spec, "sqlite:///x.db", plans, budget=None, max_epochs=40)
+    progress.snapshot(Snapshot({"WAITING": 8}, epochs=EpochCount(10, 40)))
+    progress.snapshot(Snapshot({"COMPLETE": 3, "WAITING": 8}, epochs=EpochCount(22, 40)))
+    shown = Console(file=io.StringIO(), width=160, record=True)
+    shown.print(progress.render())
+    progress.close()
+
+    text = shown.export_text()
+    assert "header 3 finished  epochs 22/40" in text  # no "/budget" without a trial limit
+    assert re.search(r"eta \d+s", text)  # from the epochs' rate: 12 trained, 18 to go
 
 
 def test_validate_takes_an_epoch_budget_instead_of_a_trial_budget(write_spec: Any) -> None:
