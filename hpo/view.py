@@ -40,8 +40,9 @@ class Status:
     budget: int  # the study's total trial budget
     slots: dict[str, int]  # budget slots by state name (COMPLETE, PRUNED, FAIL, RUNNING, ...)
     counts: dict[str, int]  # trials by state name, retries included
-    best: Best | None  # None until a trial completes
+    best: Best | None  # None until a trial completes (warm-start history never is)
     latest: list[FrozenTrial] = field(default_factory=list, repr=False)  # status(last=N)
+    warm: int = 0  # warm-start history: an earlier study's trials, in no count or slot
 
     @property
     def finished(self) -> int:
@@ -92,19 +93,20 @@ class StudyView:
 
     def status(self, last: int = 0) -> Status:
         """Budget slots and trials by state, the best trial, and the ``last`` latest trials."""
-        from hpo.study import get_budget, slot_counts
+        from hpo.study import get_budget, is_warm, slot_counts
 
-        trials = self.study.get_trials(deepcopy=False)
+        every = self.study.get_trials(deepcopy=False)
+        trials = [t for t in every if not is_warm(t)]
         counts: dict[str, int] = {}
         for t in trials:
             counts[t.state.name] = counts.get(t.state.name, 0) + 1
         slots = slot_counts(trials)
         budget = get_budget(self.study) or (self.spec.n_trials if self.spec else 0)
         latest = [copy.deepcopy(t) for t in trials[-last:]] if last > 0 else []
-        return Status(budget, slots, counts, self._best(), latest)
+        return Status(budget, slots, counts, self._best(), latest, len(every) - len(trials))
 
     def best(self) -> Best:
-        """The best completed trial.
+        """The best of the study's own completed trials (never warm-start history).
 
         Raises:
             StorageError: no trial has completed yet.
@@ -115,9 +117,10 @@ class StudyView:
         return best
 
     def _best(self) -> Best | None:
-        try:
-            trial = self.study.best_trial
-        except ValueError:
+        from hpo.study import own_best
+
+        trial = own_best(self.study)
+        if trial is None:
             return None
         attrs = {k: v for k, v in trial.user_attrs.items() if k != "fail_reason"}
         assert trial.value is not None

@@ -150,6 +150,8 @@ def run_study(spec: StudySpec, options: RunOptions, observer: Observer) -> RunRe
     budget = get_budget(handle.study)
     record_node(handle, options.node, sys.argv, describe_setup(spec, budget))
     observer.started(spec, redact(options.storage_url), plans, budget)
+    if handle.warm_start:  # this node created the study and added its warm start
+        observer.event({"event": "warm_start", "message": handle.warm_start})
     if _complete(handle, budget):
         observer.event({"event": "already_complete", "study": spec.name, "budget": budget})
         return RunResult(0, snapshot(handle.study), [])
