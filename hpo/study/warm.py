@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +43,7 @@ from hpo.spec import CategoricalParam, FloatParam, StudySpec, is_active, ordered
 from hpo.study.budget import ATTR_WARM
 from hpo.study.ranking import ranked
 from hpo.study.storage import Storage, redact
+from hpo.study.upsert import UpsertWrites
 from hpo.study.warm_read import Record, Source, read_file, read_study
 
 log = logging.getLogger(__name__)
@@ -176,15 +178,17 @@ def _best_first(
 ) -> list[tuple[dict[str, Any], str]]:
     """The ``k`` best distinct configurations (a params file: in its order)."""
     scored = [(p, r) for p, r in configs if r.values is not None]
+    order: Iterable[tuple[dict[str, Any], Record]] = configs
     if scored:
         maximize = [m.direction == "maximize" for m in spec.metrics]
-        order = ranked([r.values or () for _, r in scored], maximize)
-        configs = [scored[i] for i in order]
+        order = (scored[i] for i in ranked([r.values or () for _, r in scored], maximize))
     seen: set[str] = set()
     first: list[tuple[dict[str, Any], str]] = []
-    for params, rec in configs:
+    for params, rec in order:
+        if len(first) >= k:
+            break
         key = json.dumps(params, sort_keys=True, default=repr)
-        if key not in seen and len(first) < k:
+        if key not in seen:
             seen.add(key)
             first.append((params, f"{name} {rec.label}"))
     return first
@@ -270,7 +274,10 @@ def distributions(spec: StudySpec) -> dict[str, BaseDistribution]:
 def apply(study: optuna.Study, storage: Storage, plan: WarmPlan, budget: int) -> str:
     """Add the history and enqueue the first trials (at most ``budget``); returns the line
     that says so. Call once, where the study is created, under the same lock."""
-    study.add_trials(plan.history)
+    if isinstance(storage, UpsertWrites) and storage.upserts:
+        storage.add_finished_trials(study._study_id, plan.history)  # one transaction
+    else:
+        study.add_trials(plan.history)
     first = plan.first[:budget]
     for params, label in first:
         study.enqueue_trial(params, user_attrs={ATTR_CONFIG: label})
