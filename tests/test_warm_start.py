@@ -365,11 +365,12 @@ def test_fit_respects_float_steps_and_categorical_types(objective: str) -> None:
 
 
 def test_ranking_one_metric_and_pareto_fronts() -> None:
-    assert ranked([(3.0,), (5.0,), (1.0,), (5.0,)], [True]) == [1, 3, 0, 2]
-    assert ranked([(3.0,), (5.0,), (1.0,)], [False], limit=2) == [2, 0]
+    assert list(ranked([(3.0,), (5.0,), (1.0,), (5.0,)], [True])) == [1, 3, 0, 2]
+    assert list(ranked([(3.0,), (5.0,), (1.0,)], [False])) == [2, 0, 1]
     points = [(1.0, 5.0), (2.0, 2.0), (5.0, 1.0), (3.0, 3.0), (4.0, 4.0)]  # both minimised
     assert pareto_front(points, [False, False]) == [0, 1, 2]
-    assert ranked(points, [False, False]) == [0, 1, 2, 3, 4]
+    assert list(ranked(points, [False, False])) == [0, 1, 2, 3, 4]
+    assert list(ranked([(1.0, 2.0), (2.0, 1.0), (0.5, 3.0)], [True, False])) == [1, 0, 2]
 
 
 # -- refused, with nothing written -----------------------------------------------------------
@@ -619,3 +620,46 @@ def test_export_marks_history_trials(earlier_url: str, objective: str) -> None:
     write_trials(study, stream, "json")
     records = json.loads(stream.getvalue())["trials"]
     assert [r["warm_start"] is not None for r in records[:5]] == [True] * FITTING + [False]
+
+
+def test_bulk_history_writes_what_optuna_add_trials_writes(db_url: str, unique_name: str) -> None:
+    """The one-transaction insert (``UpsertWrites.add_finished_trials``) against Optuna's own
+    ``add_trials``: the same trials read back, field by field."""
+    storage = open_storage(db_url)
+    dists = {
+        "lr": FloatDistribution(1e-4, 1.0, log=True),
+        "n": IntDistribution(2, 8, step=2),
+        "opt": CategoricalDistribution(["sgd", None, True, 3]),
+    }
+    made = [
+        optuna.trial.create_trial(
+            params={
+                "lr": 0.01 * (i + 1),
+                "n": 2 + 2 * (i % 4),
+                "opt": [None, True, 3, "sgd"][i % 4],
+            },
+            distributions=dists,
+            values=[float(i), float("inf") if i == 2 else -float(i)],
+            intermediate_values={1: 0.5 * i, 2: float("-inf") if i == 1 else float(i)},
+            system_attrs={"hpo:warm_start": f"trial {i}", "nested": {"a": [1, 2]}},
+            user_attrs={"note": "é", "k": i},
+        )
+        for i in range(5)
+    ]
+    read = []
+    for suffix, bulk in (("optuna", False), ("bulk", True)):
+        study = optuna.create_study(
+            study_name=f"{unique_name}-{suffix}", storage=storage, directions=["maximize"] * 2
+        )
+        if bulk:
+            storage.add_finished_trials(study._study_id, made)
+        else:
+            study.add_trials(made)
+        read.append(optuna.load_study(study_name=study.study_name, storage=db_url).trials)
+    for ours, theirs in zip(read[1], read[0], strict=True):
+        for name in ("number", "state", "values", "params", "distributions", "user_attrs"):
+            assert getattr(ours, name) == getattr(theirs, name), name
+        assert ours.system_attrs == theirs.system_attrs
+        assert ours.intermediate_values == theirs.intermediate_values
+        assert ours.datetime_start == theirs.datetime_start
+        assert ours.datetime_complete == theirs.datetime_complete

@@ -7,7 +7,7 @@ own trials without the history a warm start copied in (``hpo.study.summary``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 Values = Sequence[float]
 
@@ -35,22 +35,18 @@ def pareto_front(values: Sequence[Values], maximize: Sequence[bool]) -> list[int
     return sorted(front)
 
 
-def ranked(
-    values: Sequence[Values], maximize: Sequence[bool], limit: int | None = None
-) -> list[int]:
-    """Indices best first: the Pareto front (one metric: the best value), then the front of
-    the rest, and so on; within a front by the first metric, then input order.
-
-    Args:
-        limit: stop once this many are ranked (fronts are peeled only as far as needed).
-    """
-    left = list(range(len(values)))
-    out: list[int] = []
-    want = len(left) if limit is None else min(limit, len(left))
-    while left and len(out) < want:
+def ranked(values: Sequence[Values], maximize: Sequence[bool]) -> Iterator[int]:
+    """Indices best first, lazily: for one metric by value; for several the Pareto front,
+    then the front of the rest, and so on (each peeled only when asked for), within a front
+    by the first metric. Ties keep input order."""
+    points = [_as_minimized(v, maximize) for v in values]
+    if len(maximize) == 1:
+        yield from sorted(range(len(points)), key=lambda i: (points[i], i))
+        return
+    left = list(range(len(points)))
+    while left:
         front = [left[i] for i in pareto_front([values[j] for j in left], maximize)]
-        front.sort(key=lambda i: (_as_minimized(values[i], maximize)[0], i))
-        out += front
+        front.sort(key=lambda i: (points[i][0], i))
+        yield from front
         taken = set(front)
         left = [i for i in left if i not in taken]
-    return out[:want]
