@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import importlib
 import json
@@ -99,6 +98,7 @@ def _errors(func: F) -> F:
 def validate(spec_path: SpecArg, verbose: VerboseOpt = False) -> None:
     """Check a study file without running it (exit 2 on the first problem)."""
     from hpo.spec import load_objective, load_spec, objective_form
+    from hpo.study.warm import check as check_warm_start
 
     spec = load_spec(spec_path)
     mode = (
@@ -106,12 +106,16 @@ def validate(spec_path: SpecArg, verbose: VerboseOpt = False) -> None:
         if spec.objective
         else f"{spec.train.model} on {spec.train.dataset}"
     )
+    # A warm start's file is read and fitted here; a study is read when the run creates it.
+    warm = check_warm_start(spec, str(spec_path)) if spec.warm_start else None
     out.print(
         f"{spec_path}: ok: study {spec.name!r}, {spec.sampler.type} sampler, "
         f"{spec.pruner.type} pruner, {_budget_text(spec)}, {len(spec.space)} parameters, "
         f"{mode}",
         highlight=False,
     )
+    if warm:
+        out.print(warm, highlight=False, markup=False)
 
 
 def _budget_text(spec: Any) -> str:
@@ -250,6 +254,11 @@ def status(
     if now.retries:
         shown += f"  ({now.retries} {'retry' if now.retries == 1 else 'retries'})"
     out.print(shown, highlight=False, markup=False)
+    if now.warm:
+        out.print(
+            f"warm start: {now.warm} earlier trials as history (not counted, never the best)",
+            highlight=False,
+        )
     _print_best(snapshot(view.study), view.metric)
 
 
@@ -295,17 +304,18 @@ def best(
     """The best trial's value and parameters (and, with --download, its model weights).
 
     A study of several metrics has no single best trial: this shows its Pareto front, the
-    trials no other trial beats on every metric.
+    trials no other trial beats on every metric. Only the study's own trials count, never
+    the history a warm start copied in.
     """
     from hpo.api import flag, open_view
+    from hpo.study import own_best, own_front
 
     view = open_view(spec_path, storage, study_name, flag)
     spec, study = view.spec, view.study
     assert spec is not None  # a study file was given
-    front = sorted(study.best_trials, key=lambda t: t.number) if spec.multi_objective else []
-    if not spec.multi_objective:
-        with contextlib.suppress(ValueError):  # no completed trial yet
-            front = [study.best_trial]
+    # The study's own trials: warm-start history is an earlier study's result.
+    best_one = None if spec.multi_objective else own_best(study)
+    front = own_front(study) if spec.multi_objective else [best_one] if best_one else []
     if not front:
         raise StorageError(f"study {spec.name!r} has no completed trial yet")
     entries = [_best_record(t, spec) for t in front]

@@ -125,6 +125,8 @@ class PlainProgress:
                 markup=False,
                 highlight=False,
             )
+        elif kind == "warm_start":
+            self.console.print(event["message"], markup=False, highlight=False)
         elif kind == "fatal":
             self.console.print(f"worker {event['worker']}: {event['message']}", markup=False)
 

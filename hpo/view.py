@@ -40,10 +40,11 @@ class Status:
     budget: int | None  # the study's total trial budget; None: no trial limit
     slots: dict[str, int]  # budget slots by state name (COMPLETE, PRUNED, FAIL, RUNNING, ...)
     counts: dict[str, int]  # trials by state name, retries included
-    best: Best | None  # None until a trial completes
+    best: Best | None  # None until a trial completes (warm-start history never is)
     latest: list[FrozenTrial] = field(default_factory=list, repr=False)  # status(last=N)
     epochs: int | None = None  # epochs trained over the study; None without an epoch budget
     max_epochs: int | None = None  # the epoch budget (budget.max_epochs_total)
+    warm: int = 0  # warm-start history: an earlier study's trials, in no count or slot
 
     @property
     def finished(self) -> int:
@@ -95,9 +96,10 @@ class StudyView:
     def status(self, last: int = 0) -> Status:
         """Budget slots and trials by state, epochs trained (with an epoch budget), the best
         trial, and the ``last`` latest trials."""
-        from hpo.study import epoch_count, get_budget, slot_counts
+        from hpo.study import epoch_count, get_budget, is_warm, slot_counts
 
-        trials = self.study.get_trials(deepcopy=False)
+        every = self.study.get_trials(deepcopy=False)
+        trials = [t for t in every if not is_warm(t)]
         counts: dict[str, int] = {}
         for t in trials:
             counts[t.state.name] = counts.get(t.state.name, 0) + 1
@@ -108,10 +110,11 @@ class StudyView:
         latest = [copy.deepcopy(t) for t in trials[-last:]] if last > 0 else []
         epochs = epoch_count(self.study)
         used, limit = (epochs.used, epochs.budget) if epochs else (None, None)
-        return Status(budget, slots, counts, self._best(), latest, used, limit)
+        warm = len(every) - len(trials)
+        return Status(budget, slots, counts, self._best(), latest, used, limit, warm)
 
     def best(self) -> Best:
-        """The best completed trial.
+        """The best of the study's own completed trials (never warm-start history).
 
         Raises:
             StorageError: no trial has completed yet.
@@ -122,9 +125,10 @@ class StudyView:
         return best
 
     def _best(self) -> Best | None:
-        try:
-            trial = self.study.best_trial
-        except ValueError:
+        from hpo.study import own_best
+
+        trial = own_best(self.study)
+        if trial is None:
             return None
         attrs = {k: v for k, v in trial.user_attrs.items() if k != "fail_reason"}
         assert trial.value is not None

@@ -158,6 +158,8 @@ def run_study(spec: StudySpec, options: RunOptions, observer: Observer) -> RunRe
     max_epochs = epochs.budget if epochs else None
     record_node(handle, options.node, sys.argv, describe_setup(spec, budget, max_epochs))
     observer.started(spec, redact(options.storage_url), plans, budget, max_epochs)
+    if handle.warm_start:  # this node created the study and added its warm start
+        observer.event({"event": "warm_start", "message": handle.warm_start})
     if _complete(handle, budget, epochs):
         observer.event(
             {

@@ -10,6 +10,7 @@ from typing import IO, Any, Literal
 import optuna
 
 from hpo.study import metric_names
+from hpo.study.budget import ATTR_WARM
 
 Format = Literal["csv", "json"]
 #: The fixed CSV columns; ``params_<name>`` and ``user_attrs_<name>`` columns follow.
@@ -21,6 +22,7 @@ COLUMNS = (
     "datetime_complete",
     "duration_s",
     "retry_of",
+    "warm_start",
 )
 
 
@@ -41,6 +43,8 @@ def trial_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
         ),
         "duration_s": trial.duration.total_seconds() if trial.duration else None,
         "retry_of": trial.system_attrs.get("failed_trial"),  # the failed trial this one re-runs
+        # warm-start history: the earlier trial it copies (it is not one of the study's own)
+        "warm_start": trial.system_attrs.get(ATTR_WARM),
         "params": dict(trial.params),
         "user_attrs": dict(trial.user_attrs),
         "intermediate_values": {

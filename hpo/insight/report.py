@@ -20,7 +20,16 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo.insight.export import write_trials
 from hpo.insight.plots import plotly_figure, plots_for, save_png, skip_reason
-from hpo.study import ATTR_DESCRIPTION, ATTR_NODES, metric_names, system_attrs
+from hpo.study import (
+    ATTR_DESCRIPTION,
+    ATTR_NODES,
+    is_warm,
+    metric_names,
+    own_best,
+    own_front,
+    system_attrs,
+)
+from hpo.study.budget import ATTR_WARM
 
 
 @dataclass
@@ -104,14 +113,11 @@ def pareto_yaml(study: optuna.Study, names: list[str]) -> str:
 
 
 def _front(study: optuna.Study) -> list[FrozenTrial]:
-    return sorted(study.best_trials, key=lambda t: t.number)
+    return own_front(study)  # the study's own trials: warm-start history is not its result
 
 
 def _best(study: optuna.Study) -> FrozenTrial | None:
-    try:
-        return study.best_trial
-    except ValueError:  # no completed trial
-        return None
+    return own_best(study)
 
 
 def _write(path: Path, text: str) -> Path:
@@ -134,7 +140,8 @@ def _summary_rows(
     names: list[str],
     storage: str,
 ) -> list[tuple[str, str]]:
-    counts = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
+    own = [t for t in trials if not is_warm(t)]
+    counts = {s.name.lower(): sum(t.state == s for t in own) for s in TrialState}
     metrics = ", ".join(
         f"{n} ({d.name.lower()})" for n, d in zip(names, study.directions, strict=True)
     )
@@ -142,6 +149,15 @@ def _summary_rows(
         ("metrics" if len(names) > 1 else "metric", metrics),
         ("trials", ", ".join(f"{n} {k}" for k, n in counts.items() if n) or "none"),
     ]
+    warm = attrs.get(ATTR_WARM)
+    if isinstance(warm, dict) and len(own) < len(trials):
+        rows.append(
+            (
+                "warm start",
+                f"{len(trials) - len(own)} trials of {warm.get('source')} as history "
+                "(in the plots, not in the counts or the best)",
+            )
+        )
     if storage:
         rows.append(("storage", storage))
     rows += _best_rows(study, names)

@@ -211,6 +211,60 @@ class ArtifactSpec(_Frozen):
     checkpoints: bool = Field(True, description="checkpoint every epoch so retries resume")
 
 
+#: What ``warm_start.from`` reads, by the file's suffix.
+WARM_FILE_SUFFIXES = (".csv", ".json", ".yaml", ".yml")
+
+
+class WarmStartSpec(_Frozen):
+    """Start from an earlier study's results (``hpo.study.warm``): its complete trials that fit
+    this space become the sampler's history, taking no budget slot, and its ``top_k`` best
+    configurations run first, as this study's own trials."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True
+    )
+
+    study: str | None = Field(None, description="an earlier study's name")
+    storage: str | None = Field(None, description="its storage URL (default: this study's)")
+    from_: str | None = Field(
+        None,
+        alias="from",
+        description="instead of a study: `hpo export` CSV/JSON, or a params YAML (`hpo report`)",
+    )
+    top_k: int = Field(3, ge=0, description="its best N configurations run first (in the budget)")
+
+    @field_validator("storage")
+    @classmethod
+    def _storage(cls, url: str | None) -> str | None:
+        try:
+            return None if url is None else normalize_storage_url(url, "storage")
+        except SpecError as exc:
+            raise ValueError(str(exc).removeprefix("storage: ")) from None
+
+    @field_validator("from_")
+    @classmethod
+    def _path(cls, path: str | None, info: ValidationInfo) -> str | None:
+        """A relative path is relative to the spec file's directory (made absolute then)."""
+        if path is None:
+            return None
+        if not path.lower().endswith(WARM_FILE_SUFFIXES):
+            raise ValueError(
+                f"{path!r}: expected a .csv or .json (`hpo export`) or a .yaml params file"
+            )
+        spec_dir = (info.context or {}).get("spec_dir")
+        if spec_dir and not Path(path).is_absolute():
+            return str((Path(spec_dir) / path).absolute())
+        return path
+
+    @model_validator(mode="after")
+    def _one_source(self) -> WarmStartSpec:
+        if (self.study is None) == (self.from_ is None):
+            raise _at((), "give one of `study` (an earlier study) or `from` (a file)")
+        if self.storage is not None and self.study is None:
+            raise _at(("storage",), "goes with `study` (a file needs no storage)")
+        return self
+
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
@@ -234,6 +288,9 @@ class StudySpec(_Frozen):
     space: dict[str, Param] = Field(default_factory=dict, description="parameters to tune")
     train: TrainConfig = Field(default_factory=TrainConfig, description="fixed training config")
     objective: str | None = Field(None, description="'package.module:function' to tune instead")
+    warm_start: WarmStartSpec | None = Field(
+        None, description="begin from an earlier study's results (see hpo.study.warm)"
+    )
 
     @field_validator("storage")
     @classmethod
@@ -291,7 +348,17 @@ class StudySpec(_Frozen):
             except ValueError as exc:
                 raise _at(("objective",), str(exc)) from None
         self._check_budget()
+        self._check_warm_start()
         return self
+
+    def _check_warm_start(self) -> None:
+        warm = self.warm_start
+        if warm is None:
+            return
+        if isinstance(self.sampler, GridSpec):
+            raise _at(("warm_start",), "a grid runs every point once: it has no use for history")
+        if warm.study == self.name and warm.storage is None:
+            raise _at(("warm_start", "study"), f"{warm.study!r} is this study itself")
 
     def _check_metrics(self) -> None:
         seen: set[str] = set()

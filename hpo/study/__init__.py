@@ -7,6 +7,7 @@ from hpo.study.budget import (
     claim,
     get_budget,
     is_retry,
+    is_warm,
     next_trial,
     raise_budget,
     refill,
@@ -45,7 +46,7 @@ from hpo.study.storage import (
     schema_lock,
     study_lock,
 )
-from hpo.study.summary import Snapshot, slot_counts, snapshot
+from hpo.study.summary import Snapshot, own_best, own_front, slot_counts, snapshot
 
 __all__ = [
     "EPOCH_BUDGET_SPENT",
@@ -66,6 +67,7 @@ __all__ = [
     "get_budget",
     "find",
     "is_retry",
+    "is_warm",
     "next_trial",
     "raise_budget",
     "register_worker",
@@ -77,6 +79,8 @@ __all__ = [
     "load",
     "metric_names",
     "open_storage",
+    "own_best",
+    "own_front",
     "prepare",
     "quiet_optuna",
     "record_node",

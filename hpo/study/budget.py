@@ -7,7 +7,8 @@ new waiting trials, and never beyond the budget. So workers and nodes together r
 ``n_trials`` trials. The pool stays small because Optuna's trial cache re-reads every
 unfinished trial on each read: a pool of the whole budget would make every storage read
 O(budget). Grid points are enqueued with their parameters fixed, so each point runs once. A
-retry of a crashed trial (system attr ``failed_trial``) continues its slot and does not count.
+retry of a crashed trial (system attr ``failed_trial``) continues its slot and does not count,
+and neither does the history a warm start copied in (``hpo.study.warm``).
 
 A study bounded by an epoch budget alone (``budget.max_epochs_total``, no ``n_trials``) has no
 trial limit (``hpo:n_trials`` is null): the pool is kept full and the epoch budget
@@ -37,9 +38,20 @@ def is_retry(trial: FrozenTrial) -> bool:
     return "failed_trial" in trial.system_attrs
 
 
+#: Trial system attr of a warm start's history trial (``hpo.study.warm``: an earlier study's
+#: result, copied for the sampler), naming where it came from; it takes no budget slot. The
+#: study system attr of the same name records what the warm start added.
+ATTR_WARM = "hpo:warm_start"
+
+
+def is_warm(trial: FrozenTrial) -> bool:
+    """Whether ``trial`` is history a warm start copied in, not one of the study's own."""
+    return ATTR_WARM in trial.system_attrs
+
+
 def budget_used(trials: list[FrozenTrial]) -> int:
-    """Budget slots taken by ``trials``: every trial except retries."""
-    return sum(1 for t in trials if not is_retry(t))
+    """Budget slots taken by ``trials``: every trial except retries and warm-start history."""
+    return sum(1 for t in trials if not is_retry(t) and not is_warm(t))
 
 
 def _key(params: dict[str, Any]) -> str:

@@ -61,7 +61,12 @@ def describe_setup(spec: StudySpec, budget: int | None, max_epochs: int | None =
         limits.append(f"{spec.budget.timeout:g} s")
     metrics = ", ".join(f"{m.name} ({m.direction})" for m in spec.metrics)
     metric = "metrics" if spec.multi_objective else "metric"
-    return f"**Search:** {sampler}, {pruner}; budget {', '.join(limits)}; {metric} {metrics}"
+    line = f"**Search:** {sampler}, {pruner}; budget {', '.join(limits)}; {metric} {metrics}"
+    warm = spec.warm_start
+    if warm is not None:
+        source = f"study `{warm.study}`" if warm.study else f"`{Path(str(warm.from_)).name}`"
+        line += f"; warm start from {source} (history; its best {warm.top_k} run first)"
+    return line
 
 
 def record_node(

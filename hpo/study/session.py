@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import warnings
 from dataclasses import dataclass
@@ -16,12 +17,14 @@ from sqlalchemy.exc import ArgumentError
 
 from hpo.errors import StorageError, StudyConflictError
 from hpo.spec import StudySpec
-from hpo.study import budget
+from hpo.study import budget, warm
 from hpo.study.cache import TrialCache
 from hpo.study.epochs import raise_epoch_budget, read_epochs
 from hpo.study.search import build_pruner, build_sampler
 from hpo.study.storage import Storage, open_storage, redact, schema_lock, study_lock
 from hpo.study.upsert import UpsertWrites
+
+log = logging.getLogger(__name__)
 
 #: Study system attrs written once at creation; a joining spec must agree with them.
 ATTR_METRIC = "hpo:metric"
@@ -82,6 +85,7 @@ class StudyHandle:
     storage: Storage
     created: bool
     worker_number: int | None = None  # this worker's registration (see register_worker)
+    warm_start: str | None = None  # what this call's warm start added (it created the study)
 
 
 def prepare(
@@ -91,10 +95,12 @@ def prepare(
 
     Everything from creating Optuna's tables to setting the budget happens under the
     database's schema lock, so any number of nodes started at one instant agree: exactly one
-    creates the study, the others join it or (with a different spec) are refused.
+    creates the study (and adds its warm start, :mod:`hpo.study.warm`), the others join it or
+    (with a different spec) are refused.
 
     Raises:
         StudyConflictError: the storage holds a study of this name with another spec.
+        SpecError: the warm start cannot be used (nothing is written then either).
     """
     with schema_lock(url, spec.retry.storage_outage):
         storage = open_storage(url, spec.retry)
@@ -102,8 +108,12 @@ def prepare(
             study_id: int | None = storage.get_study_id_from_name(spec.name)
         except KeyError:
             study_id = None
+        plan = None
         if study_id is not None:
             check_compatible(storage, study_id, spec, source)
+            _note_late_warm_start(storage, study_id, spec)
+        elif spec.warm_start is not None:
+            plan = warm.plan(spec, url, storage, source)  # reads only; refuses before writing
         study = optuna.create_study(
             storage=storage,
             study_name=spec.name,
@@ -123,11 +133,25 @@ def prepare(
         raised = budget.raise_budget(study, n_trials or spec.n_trials, explicit=bool(n_trials))
         if spec.budget.max_epochs_total is not None:
             raise_epoch_budget(study, storage, spec.budget.max_epochs_total)
+        added = warm.apply(study, storage, plan, budget.get_budget(study)) if plan else None
     epochs = read_epochs(storage, study._study_id)
     if epochs is None or not epochs.spent:  # a spent study gets no more waiting trials
         # Behind a proxy no lock is shared: only a node that set the budget fills the pool.
         budget.refill(study, storage, spec, force=raised)
-    return StudyHandle(study, storage, created=study_id is None)
+    return StudyHandle(study, storage, created=study_id is None, warm_start=added)
+
+
+def _note_late_warm_start(storage: Storage, study_id: int, spec: StudySpec) -> None:
+    """A warm start applies when a study is created: say so when the spec asks for one and
+    the existing study never had it (it was created from a spec without ``warm_start``)."""
+    if spec.warm_start is not None and budget.ATTR_WARM not in storage.get_study_system_attrs(
+        study_id
+    ):
+        log.warning(
+            "study %r already exists without a warm start: warm_start applies only when a "
+            "study is created, and is ignored",
+            spec.name,
+        )
 
 
 def load(spec: StudySpec, url: str) -> StudyHandle:

@@ -8,7 +8,10 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.study.budget import is_warm
 from hpo.study.epochs import EpochCount, epoch_count
+from hpo.study.ranking import pareto_front
+from hpo.study.warm import history_count
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,8 @@ class Snapshot:
     retries: int = 0
     #: Epochs trained over the study and its epoch budget; None without one.
     epochs: EpochCount | None = None
+    #: Warm-start history (an earlier study's results): in the storage, not in ``counts``.
+    warm: int = 0
 
     @property
     def finished(self) -> int:
@@ -43,21 +48,64 @@ class Snapshot:
 
 def snapshot(study: optuna.Study) -> Snapshot:
     """Read the study's counts per state and its best completed trial (for several metrics,
-    the Pareto front: the trials no other trial beats on every metric)."""
+    the Pareto front: the trials no other trial beats on every metric). Warm-start history is
+    left out of both: it is an earlier study's result, not this one's."""
     storage = study._storage
     counts = {s.name: storage.get_n_trials(study._study_id, state=s) for s in TrialState}
+    warm = history_count(storage.get_study_system_attrs(study._study_id))
+    counts["COMPLETE"] = max(0, counts["COMPLETE"] - warm)  # history is all COMPLETE
     retries, epochs = _retries(study), epoch_count(study)
     if len(study.directions) > 1:
-        front = sorted(study.best_trials, key=lambda t: t.number)
+        front = own_front(study, warm)
         found = tuple((t.number, tuple(t.values), dict(t.params)) for t in front)
-        return Snapshot(counts, front=found, retries=retries, epochs=epochs)
-    try:
-        best = study.best_trial
-    except ValueError:  # no completed trial yet
-        return Snapshot(counts, retries=retries, epochs=epochs)
+        return Snapshot(counts, front=found, retries=retries, warm=warm, epochs=epochs)
+    best = own_best(study, warm)
+    if best is None:  # no completed trial yet
+        return Snapshot(counts, retries=retries, warm=warm, epochs=epochs)
     return Snapshot(
-        counts, best.value, dict(best.params), best.number, retries=retries, epochs=epochs
+        counts, best.value, dict(best.params), best.number, retries=retries, warm=warm,
+        epochs=epochs,
     )
+
+
+def _warm(study: optuna.Study, warm: int | None) -> int:
+    if warm is None:
+        return history_count(study._storage.get_study_system_attrs(study._study_id))
+    return warm
+
+
+def _own_complete(study: optuna.Study) -> list[FrozenTrial]:
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return [t for t in done if not is_warm(t)]
+
+
+def own_best(study: optuna.Study, warm: int | None = None) -> FrozenTrial | None:
+    """The best of the study's own completed trials (one metric), None before one completes.
+
+    Optuna's ``study.best_trial`` where the study has no warm-start history (``warm``: how
+    many history trials it has, read from the study when None); otherwise the history is
+    left out, at the cost of reading every completed trial.
+    """
+    if not _warm(study, warm):
+        try:
+            return study.best_trial
+        except ValueError:
+            return None
+    own = _own_complete(study)
+    if not own:
+        return None
+    sign = 1.0 if study.direction.name == "MAXIMIZE" else -1.0
+    return max(own, key=lambda t: (sign * float(t.value or 0.0), -t.number))
+
+
+def own_front(study: optuna.Study, warm: int | None = None) -> list[FrozenTrial]:
+    """The Pareto front of the study's own completed trials, by number (as :func:`own_best`:
+    Optuna's ``study.best_trials`` without warm-start history)."""
+    if not _warm(study, warm):
+        return sorted(study.best_trials, key=lambda t: t.number)
+    own = _own_complete(study)
+    maximize = [d.name == "MAXIMIZE" for d in study.directions]
+    return [own[i] for i in pareto_front([t.values for t in own], maximize)]
 
 
 def _retries(study: optuna.Study) -> int:
@@ -77,6 +125,6 @@ def slot_counts(trials: list[FrozenTrial]) -> dict[str, int]:
     replaced = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
     counts: dict[str, int] = {}
     for t in trials:
-        if t.number not in replaced:
+        if t.number not in replaced and not is_warm(t):  # warm-start history takes no slot
             counts[t.state.name] = counts.get(t.state.name, 0) + 1
     return counts

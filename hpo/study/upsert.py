@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import datetime
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy
+from optuna import distributions
 from optuna.storages._rdb import models
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from hpo.study.reads import TrialReads, utc
 
@@ -203,6 +205,40 @@ class UpsertWrites(TrialReads):
             conn.execute(tables["trial_system_attributes"].insert(), attrs)
         return ids
 
+    def add_finished_trials(self, study_id: int, trials: Sequence[FrozenTrial]) -> None:
+        """Add finished trials as ``Study.add_trials`` does, all in one transaction.
+
+        Optuna writes each trial in its own transaction (~40 ms per trial on SQLite); a warm
+        start copies thousands while every other node waits on the creating lock. Here the
+        study row is locked as Optuna does, and the trials, then each of their relations, are
+        inserted with one statement each: the rows are the ones Optuna would write.
+        """
+        if not trials:
+            return
+        tables = models.BaseModel.metadata.tables
+        studies, rows = tables["studies"], tables["trials"]
+        with self.engine.begin() as conn:
+            conn.execute(
+                sqlalchemy.select(studies.c.study_id)
+                .where(studies.c.study_id == study_id)
+                .with_for_update()
+            )
+            count = conn.execute(
+                sqlalchemy.select(sqlalchemy.func.count())
+                .select_from(rows)
+                .where(rows.c.study_id == study_id)
+            ).scalar_one()
+            insert = rows.insert().returning(rows.c.trial_id, sort_by_parameter_order=True)
+            ids = [
+                int(i)
+                for i in conn.execute(
+                    insert, [_trial_row(study_id, count + n, t) for n, t in enumerate(trials)]
+                ).scalars()
+            ]
+            for table, related in _related_rows(ids, trials).items():
+                if related:
+                    conn.execute(tables[table].insert(), related)
+
     def set_trial_intermediate_value(
         self, trial_id: int, step: int, intermediate_value: float
     ) -> None:
@@ -245,3 +281,62 @@ class UpsertWrites(TrialReads):
         with self.engine.begin() as conn:
             rowcount = conn.execute(_attrs_statement(table, len(attrs)), params).rowcount
         self._written_or_raise(trial_id, rowcount)
+
+
+def _trial_row(study_id: int, number: int, trial: FrozenTrial) -> dict[str, Any]:
+    start, end = trial.datetime_start, trial.datetime_complete
+    return {
+        "number": number,
+        "study_id": study_id,
+        "state": trial.state,
+        "datetime_start": utc(start) if start else None,
+        "datetime_complete": utc(end) if end else None,
+    }
+
+
+def _related_rows(ids: list[int], trials: Sequence[FrozenTrial]) -> dict[str, list[dict[str, Any]]]:
+    """Each relation's rows of ``trials`` (created with ``ids``), as Optuna writes them."""
+    out: dict[str, list[dict[str, Any]]] = {
+        "trial_params": [],
+        "trial_values": [],
+        "trial_intermediate_values": [],
+        "trial_system_attributes": [],
+        "trial_user_attributes": [],
+    }
+    for trial_id, t in zip(ids, trials, strict=True):
+        for name, value in t.params.items():
+            dist = t.distributions[name]
+            out["trial_params"].append(
+                {
+                    "trial_id": trial_id,
+                    "param_name": name,
+                    "param_value": dist.to_internal_repr(value),
+                    "distribution_json": distributions.distribution_to_json(dist),
+                }
+            )
+        for objective, value in enumerate(t.values or ()):
+            stored, kind = models.TrialValueModel.value_to_stored_repr(value)
+            out["trial_values"].append(
+                {"trial_id": trial_id, "objective": objective, "value": stored, "value_type": kind}
+            )
+        for step, value in t.intermediate_values.items():
+            at, step_kind = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr(
+                value
+            )
+            out["trial_intermediate_values"].append(
+                {
+                    "trial_id": trial_id,
+                    "step": step,
+                    "intermediate_value": at,
+                    "intermediate_value_type": step_kind,
+                }
+            )
+        for table, attrs in (
+            ("trial_system_attributes", t.system_attrs),
+            ("trial_user_attributes", t.user_attrs),
+        ):
+            out[table] += [
+                {"trial_id": trial_id, "key": k, "value_json": json.dumps(v)}
+                for k, v in attrs.items()
+            ]
+    return out
