@@ -1,15 +1,32 @@
-"""Search efficiency on digits: epochs TPE + Hyperband needs to match random search's best.
+"""Search efficiency: the epochs each method needs to reach random search's median best.
 
-1. Random search without pruning runs ``--trials`` (60) full trials; its best validation
-   accuracy (each trial's best epoch, as hpo's ``objective_value: best``) is the target.
-2. TPE + Hyperband (hpo's defaults: multivariate TPE, reduction factor 3, min 1 epoch) runs
-   trials until a completed trial reaches the target, or ``--max-trials``.
+For each task, random search without pruning runs ``--budget`` epochs (30 trials of 20 epochs)
+for every seed; the target is the median of its best validation accuracies. Every method,
+random search included, then runs for every seed until a fully trained configuration (a
+completed trial, or a peer's job at the maximum budget) reaches the target, or ``--cap``
+epochs (2 x budget) are spent; unreached counts as never (infinite) in the medians and
+quartiles. The ratio is a method's median epochs to target over random
+search's (with 4 workers: wall-clock epochs, the ticks of a 4-worker fleet).
 
-Both count every epoch trained, pruned trials included. Repeated for each of ``--seeds``
-(samplers seeded alike), since one search is a noisy sample. Runs in-process with Optuna and
-``hpo.trainer.fit`` (the small CNN, one torch thread); about 40 s per seed on 2 cores.
+Methods (``--methods``, comma-separated; default all):
+  random            Optuna RandomSampler, no pruning (the reference)
+  tpe               Optuna TPESampler, no pruning
+  tpe+hyperband     Optuna TPESampler + HyperbandPruner(1, 20): Optuna's defaults
+  tpe+sha           Optuna TPESampler + SuccessiveHalvingPruner(): Optuna's defaults
+  hpo               hpo's default search (no sampler or pruner named in the spec)
+  hpo:VARIANT       hpo variants (see VARIANTS) measured while choosing the default
+  smac              SMAC3 MultiFidelityFacade (random forest + Hyperband, eta 3)   [bench extra]
+  dehb              DEHB (differential evolution + Hyperband, eta 3)               [bench extra]
 
-    python benchmarks/search_efficiency.py [--trials 60] [--epochs 6] [--seeds 0,1,2]
+Epochs are the headline: the same whatever the machine's load. Seconds alongside: the training
+seconds of the epochs charged (measured when the curve was trained) plus the method's own
+ask/tell time. ``--workers 1,4`` runs every method sequentially and as a 4-worker fleet
+(lock-step ticks, see _search_sim.py). ``--hpo-run`` adds hpo's default through ``hpo run``
+itself (real worker processes, embedded storage): see _search_hpo_run.py.
+
+    pip install -e '.[bench]'
+    python benchmarks/search_efficiency.py                  # 2 tasks x 10 seeds x 1,4 workers
+    python benchmarks/search_efficiency.py --tasks digits_mlp --seeds 3 --methods random,hpo
 
 Prints one JSON object, then a one-line summary.
 """
@@ -18,145 +35,206 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import multiprocessing
+import os
 import statistics
+import sys
 import time
-from dataclasses import dataclass, field
+import warnings
+from collections.abc import Callable
+from concurrent.futures import Executor, ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import optuna
 import torch
 
-from hpo.trainer import TrainConfig, fit
+sys.path.insert(0, str(Path(__file__).parent))
 
-CPU = torch.device("cpu")
+from _search_hpo_run import hpo_run  # noqa: E402
+from _search_methods import (  # noqa: E402
+    DehbMethod,
+    Method,
+    SmacMethod,
+    hpo_method,
+    optuna_method,
+)
+from _search_sim import Outcome, simulate  # noqa: E402
+from _search_tasks import TASKS, Task  # noqa: E402
+
+#: hpo variants measured while choosing the default (BENCHMARKS.md records them all).
+VARIANTS: dict[str, dict[str, Any]] = {
+    "tpe+hyperband": {"pruner": {"type": "hyperband"}},
+    "tpe+asha3": {"pruner": {"type": "asha", "reduction_factor": 3}},
+    "tpe+asha4": {"pruner": {"type": "asha", "reduction_factor": 4}},
+    "mftpe+asha3": {
+        "sampler": {"type": "tpe", "multi_fidelity": True},
+        "pruner": {"type": "asha", "reduction_factor": 3},
+    },
+    "mftpe+asha4": {
+        "sampler": {"type": "tpe", "multi_fidelity": True},
+        "pruner": {"type": "asha", "reduction_factor": 4},
+    },
+    "mftpe+hyperband": {
+        "sampler": {"type": "tpe", "multi_fidelity": True},
+        "pruner": {"type": "hyperband"},
+    },
+    "random+asha3": {
+        "sampler": {"type": "random"},
+        "pruner": {"type": "asha", "reduction_factor": 3},
+    },
+}
+
+Factory = Callable[[Task, int, int], Method]
 
 
-@dataclass
-class Ledger:
-    """Epochs spent and the best completed value after each trial."""
+def factories(names: list[str]) -> dict[str, Factory]:
+    known: dict[str, Factory] = {
+        "random": optuna_method("random+"),
+        "tpe": optuna_method("tpe+"),
+        "tpe+hyperband": optuna_method("tpe+hyperband"),
+        "tpe+sha": optuna_method("tpe+sha"),
+        "hpo": hpo_method({}),
+        "smac": SmacMethod,
+        "dehb": DehbMethod,
+    }
+    known.update({f"hpo:{k}": hpo_method(v) for k, v in VARIANTS.items()})
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SystemExit(f"unknown methods {unknown}; known: {sorted(known)}")
+    return {n: known[n] for n in names}
 
-    epochs: int = 0
-    best: float = 0.0
-    trace: list[tuple[int, float]] = field(default_factory=list)  # (epochs so far, best so far)
+
+def _quartiles(values: list[float]) -> list[float | None]:
+    """Q1, median, Q3 (inclusive method); infinity (never reached) printed as null."""
+    if len(values) == 1:
+        q = [values[0]] * 3
+    else:
+        q = statistics.quantiles(values, n=4, method="inclusive")
+    return [None if v == float("inf") else round(v, 1) for v in q]
 
 
-def _params(trial: optuna.Trial) -> dict[str, Any]:
+def summarize(outcomes: list[Outcome], reference: float, workers: int) -> dict[str, Any]:
+    inf = float("inf")
+    epochs = [o.epochs_to_target if o.epochs_to_target else inf for o in outcomes]
+    ticks = [o.ticks_to_target if o.ticks_to_target else inf for o in outcomes]
+    seconds = [o.seconds_to_target if o.seconds_to_target else inf for o in outcomes]
+    clock = ticks if workers > 1 else epochs
+    median = statistics.median(clock)
     return {
-        "lr": trial.suggest_float("lr", 1e-4, 1.0, log=True),
-        "batch_size": trial.suggest_categorical("batch_size", [16, 32, 64, 128]),
-        "momentum": trial.suggest_float("momentum", 0.5, 0.99),
-        "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
+        "reached": f"{sum(o.epochs_to_target is not None for o in outcomes)}/{len(outcomes)}",
+        "epochs_to_target_q1_median_q3": _quartiles(epochs),
+        "wall_epochs_to_target_q1_median_q3": _quartiles(ticks),
+        "seconds_to_target_q1_median_q3": _quartiles(seconds),
+        "ratio_vs_random": None if median == inf else round(median / reference, 3),
+        "method_seconds_per_job": round(
+            sum(o.overhead for o in outcomes) / max(1, sum(o.jobs for o in outcomes)), 4
+        ),
     }
 
 
-def _objective(ledger: Ledger, epochs: int, prune: bool) -> Any:
-    def objective(trial: optuna.Trial) -> float:
-        config = TrainConfig(
-            model="cnn", dataset="digits", epochs=epochs, num_workers=0, **_params(trial)
-        )
-        values: list[float] = []
-
-        def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-            ledger.epochs += 1
-            values.append(metrics["val_accuracy"])
-            trial.report(metrics["val_accuracy"], epoch)
-            if prune and epoch < epochs and trial.should_prune():
-                raise optuna.TrialPruned()
-
-        fit(config, CPU, on_epoch)
-        return max(values)
-
-    return objective
+_TASKS: dict[str, Task] = {}
 
 
-def _record(ledger: Ledger) -> Any:
-    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if trial.state == optuna.trial.TrialState.COMPLETE and trial.value is not None:
-            ledger.best = max(ledger.best, trial.value)
-        ledger.trace.append((ledger.epochs, ledger.best))
-
-    return callback
-
-
-def random_search(trials: int, epochs: int, seed: int) -> Ledger:
-    ledger = Ledger()
-    study = optuna.create_study(
-        direction="maximize",
-        sampler=optuna.samplers.RandomSampler(seed=seed),
-        pruner=optuna.pruners.NopPruner(),
-    )
-    study.optimize(_objective(ledger, epochs, False), n_trials=trials, callbacks=[_record(ledger)])
-    return ledger
+def _unit(unit: tuple[str, str, int, int, int, float | None]) -> Outcome:
+    """One search (task, method, seed, workers), in a pool process with its own curve cache."""
+    task_name, method, seed, workers, budget, target = unit
+    task = _TASKS.get(task_name) or _TASKS.setdefault(task_name, TASKS[task_name]())
+    make = factories([method])[method]
+    return simulate(task, make(task, seed, workers), workers, budget, target)
 
 
-def tpe_hyperband(target: float, epochs: int, seed: int, max_trials: int) -> Ledger:
-    ledger = Ledger()
-    study = optuna.create_study(
-        study_name=f"tpe-hyperband-{seed}",  # Hyperband's brackets hash the name: fix it
-        direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=10, multivariate=True),
-        pruner=optuna.pruners.HyperbandPruner(1, epochs, 3),
-    )
-    objective, record = _objective(ledger, epochs, True), _record(ledger)
-    while len(study.trials) < max_trials and ledger.best < target:
-        study.optimize(objective, n_trials=1, callbacks=[record])
-    return ledger
-
-
-def _epochs_to(ledger: Ledger, target: float) -> int | None:
-    return next((epochs for epochs, best in ledger.trace if best >= target), None)
-
-
-def compare(seed: int, args: argparse.Namespace) -> dict[str, Any]:
-    """One seed: random search's best, then the epochs TPE + Hyperband needs to match it."""
-    rand = random_search(args.trials, args.epochs, seed)
-    target = rand.best
-    tpe = tpe_hyperband(target, args.epochs, seed, args.max_trials)
-    needed = _epochs_to(tpe, target)
-    return {
-        "seed": seed,
-        "target_val_accuracy": round(target, 4),
-        "random_epochs_total": rand.epochs,
-        "random_epochs_to_its_best": _epochs_to(rand, target),
-        "tpe_hyperband_trials": len(tpe.trace),
-        "tpe_hyperband_epochs_to_target": needed,
-        "tpe_hyperband_best": round(tpe.best, 4),
-        "ratio_vs_random_total": None if needed is None else round(needed / rand.epochs, 3),
+def run_task(
+    task: type[Task], args: argparse.Namespace, methods: dict[str, Factory], pool: Executor
+) -> dict[str, Any]:
+    seeds = list(range(args.seeds))
+    units = [(task.name, "random", s, 1, args.budget, None) for s in seeds]
+    bests = [o.best for o in pool.map(_unit, units)]
+    target = statistics.median(bests)
+    cap = args.cap or 2 * args.budget
+    result: dict[str, Any] = {
+        "target_val_accuracy": round(target, 5),
+        "random_best_per_seed": [round(b, 4) for b in bests],
+        "workers": {},
     }
+    for workers in args.workers:
+        rows: dict[str, Any] = {}
+        reference = None
+        for name in ["random", *(m for m in methods if m != "random")]:
+            started = time.perf_counter()
+            units = [(task.name, name, s, workers, cap, target) for s in seeds]
+            outcomes = list(pool.map(_unit, units))
+            if reference is None:  # random search's own median epochs (wall-clock) to target
+                reference = statistics.median(
+                    [
+                        (o.ticks_to_target if workers > 1 else o.epochs_to_target) or cap
+                        for o in outcomes
+                    ]
+                )
+            rows[name] = summarize(outcomes, reference, workers)  # type: ignore[arg-type]
+            rows[name]["run_seconds"] = round(time.perf_counter() - started, 1)
+            print(
+                f"  {task.name} w={workers} {name}: {rows[name]['ratio_vs_random']}",
+                file=sys.stderr,
+                flush=True,
+            )
+        if args.hpo_run:
+            started = time.perf_counter()
+            outcomes = [hpo_run(task, s, workers, cap, target) for s in seeds]
+            rows["hpo run"] = summarize(outcomes, reference, workers)
+            rows["hpo run"]["run_seconds"] = round(time.perf_counter() - started, 1)
+            print(
+                f"  {task.name} w={workers} hpo run: {rows['hpo run']['ratio_vs_random']}",
+                file=sys.stderr,
+                flush=True,
+            )
+        result["workers"][str(workers)] = rows
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=60, help="random search trials")
-    parser.add_argument("--epochs", type=int, default=6, help="epochs of a full trial")
-    parser.add_argument("--max-trials", type=int, default=150, help="cap for TPE + Hyperband")
-    parser.add_argument("--seeds", default="0,1,2", help="comma-separated sampler seeds")
+    parser.add_argument("--tasks", default="digits_cnn,digits_mlp")
+    parser.add_argument("--methods", default="random,tpe,tpe+hyperband,tpe+sha,hpo,smac,dehb")
+    parser.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 (sampler seeds)")
+    parser.add_argument("--workers", default="1,4", help="comma-separated worker counts")
+    parser.add_argument(
+        "--budget", type=int, default=600, help="random search's epochs that set the target"
+    )
+    parser.add_argument(
+        "--cap", type=int, default=0, help="epochs a method may spend to reach it (2 x budget)"
+    )
+    parser.add_argument("--processes", type=int, default=os.cpu_count() or 1, help="in parallel")
+    parser.add_argument(
+        "--hpo-run", action="store_true", help="also hpo's default through `hpo run` itself"
+    )
     args = parser.parse_args()
+    args.workers = [int(w) for w in args.workers.split(",")]
     torch.set_num_threads(1)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    logging.getLogger("hpo").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+    methods = factories(args.methods.split(","))
     started = time.perf_counter()
-    runs = [compare(int(seed), args) for seed in args.seeds.split(",")]
-    reached = [r for r in runs if r["tpe_hyperband_epochs_to_target"] is not None]
-    ratios = [r["ratio_vs_random_total"] for r in reached]
-    median_ratio = statistics.median(ratios) if ratios else None
+    with ProcessPoolExecutor(
+        args.processes, mp_context=multiprocessing.get_context("fork")
+    ) as pool:
+        tasks = {name: run_task(TASKS[name], args, methods, pool) for name in args.tasks.split(",")}
     report = {
         "benchmark": "search_efficiency",
-        "data": "digits (1438 train / 359 val), cnn; space: lr, batch_size, momentum, weight_decay",
-        "epochs_per_full_trial": args.epochs,
-        "random_trials": args.trials,
-        "runs": runs,
-        "reached": f"{len(reached)}/{len(runs)}",
-        "median_ratio_vs_random_total": median_ratio,
+        "budget_epochs": args.budget,
+        "seeds": args.seeds,
+        "tasks": tasks,
         "seconds": round(time.perf_counter() - started, 1),
     }
     print(json.dumps(report, indent=2))
-    epochs = [r["tpe_hyperband_epochs_to_target"] for r in reached]
-    random_total = runs[0]["random_epochs_total"]
-    print(
-        f"search_efficiency: TPE+Hyperband matched random search's best of {args.trials} trials "
-        f"in {len(reached)}/{len(runs)} seeds, using {epochs} epochs vs {random_total} for random "
-        f"(median {median_ratio}x)"
-    )
+    parts = []
+    for name, t in tasks.items():
+        for w, rows in t["workers"].items():
+            ratios = {m: r["ratio_vs_random"] for m, r in rows.items()}
+            parts.append(f"{name} w={w}: " + ", ".join(f"{m} {v}" for m, v in ratios.items()))
+    print("search_efficiency (epochs to random's median best, x random): " + "; ".join(parts))
 
 
 if __name__ == "__main__":

@@ -195,6 +195,9 @@ def test_objective_spec_has_no_train_block(write_spec, tmp_path: Path, monkeypat
         "metric": {"name": "score"},
         "space": {"x": {"type": "float", "low": 0, "high": 1}},
     }
+    with pytest.raises(SpecError, match="pruner.max_resource: required with a custom objective"):
+        load_spec(write_spec(base))  # the default pruner needs the epochs of a full trial
+    base["pruner"] = {"type": "none"}
     assert load_spec(write_spec(base)).objective == "userobj:f"
     with pytest.raises(SpecError, match="train: a study with `objective` has no `train` block"):
         load_spec(write_spec({**base, "train": {"epochs": 2}}))
@@ -336,6 +339,7 @@ def _objective_spec(ref: str) -> dict[str, object]:
         "name": "o",
         "objective": ref,
         "budget": {"n_trials": 2},
+        "pruner": {"type": "none"},
         "metric": {"name": "score"},
         "space": {"x": {"type": "float", "low": 0, "high": 1}},
     }

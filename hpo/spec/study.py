@@ -72,6 +72,10 @@ class TpeSpec(_Frozen):
     n_ei_candidates: int = Field(24, ge=1, description="candidates scored per suggestion")
     multivariate: bool = Field(True, description="model parameters jointly")
     constant_liar: bool = Field(True, description="treat running trials as bad to spread workers")
+    multi_fidelity: bool = Field(
+        False,
+        description="BOHB-style: model the metric at the highest pruning rung with enough trials",
+    )
 
 
 class RandomSpec(_Frozen):
@@ -155,6 +159,21 @@ class HyperbandSpec(_Frozen):
     reduction_factor: int = Field(3, ge=2, description="1/factor of trials go on at each rung")
 
 
+class AshaSpec(_Frozen):
+    """Asynchronous successive halving: a trial goes on past a rung when it is in the best
+    1/reduction_factor of the trials that reached that rung so far; nobody waits for a bracket."""
+
+    type: Literal["asha"]
+    min_resource: int = Field(1, ge=1, description="epochs before the first pruning decision")
+    max_resource: int | None = Field(
+        None, ge=1, description="epochs of a full run (default: epochs)"
+    )
+    reduction_factor: int = Field(3, ge=2, description="1/factor of trials go on at each rung")
+    min_early_stopping_rate: int = Field(
+        0, ge=0, description="first rung at min_resource * reduction_factor ** rate"
+    )
+
+
 class MedianSpec(_Frozen):
     """Prune a trial whose metric is worse than the median of earlier trials at the same epoch."""
 
@@ -169,7 +188,9 @@ class NoPrunerSpec(_Frozen):
     type: Literal["none"]
 
 
-Pruner = Annotated[HyperbandSpec | MedianSpec | NoPrunerSpec, Field(discriminator="type")]
+Pruner = Annotated[
+    HyperbandSpec | AshaSpec | MedianSpec | NoPrunerSpec, Field(discriminator="type")
+]
 
 
 class BudgetSpec(_Frozen):
@@ -421,15 +442,35 @@ class StudySpec(_Frozen):
                 "required (the study's total number of trials), unless budget.max_epochs_total "
                 "bounds the study",
             )
-        if isinstance(self.pruner, HyperbandSpec) and self.objective is None:
-            top = self.pruner.max_resource or self.train.epochs
-            if self.pruner.min_resource > top:
-                raise _at(("pruner", "min_resource"), f"greater than max_resource/epochs ({top})")
+        self._check_resource()
+
+    def _check_resource(self) -> None:
+        """Rung-based pruners and the multi-fidelity sampler need the epochs of a full trial:
+        ``train.epochs``, or for a custom objective the pruner's ``max_resource``."""
+        pruner, sampler = self.pruner, self.sampler
+        rung_based = isinstance(pruner, HyperbandSpec | AshaSpec)
+        if isinstance(sampler, TpeSpec) and sampler.multi_fidelity and not rung_based:
+            raise _at(
+                ("sampler", "multi_fidelity"),
+                f"needs the rungs of an asha or hyperband pruner, not {pruner.type!r}",
+            )
+        if not isinstance(pruner, HyperbandSpec | AshaSpec):
+            return
+        if self.objective is not None and pruner.max_resource is None:
+            raise _at(
+                ("pruner", "max_resource"),
+                "required with a custom objective: the epochs (steps) a full trial reports "
+                f"({pruner.type} cannot place its rungs without it), or `pruner: {{type: none}}`",
+            )
+        top = self.max_resource
+        assert top is not None
+        if pruner.min_resource > top:
+            raise _at(("pruner", "min_resource"), f"greater than max_resource/epochs ({top})")
 
     @property
     def max_resource(self) -> int | None:
         """Hyperband's full budget in epochs: explicit, else ``train.epochs``."""
-        if isinstance(self.pruner, HyperbandSpec):
+        if isinstance(self.pruner, HyperbandSpec | AshaSpec):
             return self.pruner.max_resource or (
                 self.train.epochs if self.objective is None else None
             )

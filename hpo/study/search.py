@@ -7,6 +7,7 @@ from typing import Any
 import optuna
 
 from hpo.spec import (
+    AshaSpec,
     CategoricalParam,
     CmaEsSpec,
     FloatParam,
@@ -23,6 +24,7 @@ from hpo.spec import (
     ordered,
 )
 from hpo.study.hyperband import FastHyperbandPruner
+from hpo.study.mftpe import MultiFidelityTPESampler, rungs
 from hpo.study.tpe import FastTPESampler
 
 
@@ -38,6 +40,16 @@ def build_sampler(spec: StudySpec, worker: int = 0) -> optuna.samplers.BaseSampl
     """The sampler named by ``spec.sampler``, seeded for the study's ``worker``-th worker."""
     s = spec.sampler
     seed = worker_seed(s.seed, worker)
+    if isinstance(s, TpeSpec) and s.multi_fidelity:
+        return MultiFidelityTPESampler(
+            rungs=pruning_rungs(spec),
+            seed=seed,
+            n_startup_trials=s.n_startup_trials,
+            n_ei_candidates=s.n_ei_candidates,
+            multivariate=s.multivariate,
+            group=s.multivariate and any(p.when for p in spec.space.values()),
+            constant_liar=s.constant_liar,
+        )
     if isinstance(s, TpeSpec):
         return FastTPESampler(
             seed=seed,
@@ -100,9 +112,27 @@ def _optuna_sampler(
     )
 
 
-def build_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
-    """The pruner named by ``spec.pruner``; Hyperband's max_resource defaults to ``epochs``."""
+def pruning_rungs(spec: StudySpec) -> list[int]:
+    """The epochs at which the spec's pruner compares trials (ASHA: its rungs; Hyperband: the
+    rungs of its most aggressive bracket, which every other bracket's rungs are among)."""
     p = spec.pruner
+    top = spec.max_resource
+    assert isinstance(p, AshaSpec | HyperbandSpec) and top is not None
+    rate = p.min_early_stopping_rate if isinstance(p, AshaSpec) else 0
+    return rungs(p.min_resource, p.reduction_factor, top, rate)
+
+
+def build_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
+    """The pruner named by ``spec.pruner``; max_resource defaults to ``epochs``."""
+    p = spec.pruner
+    if isinstance(p, AshaSpec):
+        # Optuna's SuccessiveHalvingPruner is asynchronous: a trial is promoted as soon as it
+        # ranks in the top 1/reduction_factor of those that reached its rung.
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=p.min_resource,
+            reduction_factor=p.reduction_factor,
+            min_early_stopping_rate=p.min_early_stopping_rate,
+        )
     if isinstance(p, HyperbandSpec):
         return FastHyperbandPruner(
             min_resource=p.min_resource,

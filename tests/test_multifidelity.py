@@ -1,0 +1,147 @@
+"""ASHA, the multi-fidelity TPE and the declared maximum resource, with no training at all."""
+
+from __future__ import annotations
+
+import pickle
+
+import optuna
+import pytest
+from conftest import tiny_spec
+from optuna.trial import TrialState
+
+from hpo.errors import SpecError
+from hpo.spec import StudySpec, spec_from_dict
+from hpo.study import build_pruner, build_sampler
+from hpo.study.mftpe import MultiFidelityTPESampler, rungs
+
+
+def _spec(**overrides: object) -> StudySpec:
+    return StudySpec.model_validate(tiny_spec(**overrides))
+
+
+def test_rungs_are_successive_halving_steps_then_the_full_run() -> None:
+    assert rungs(1, 3, 20) == [1, 3, 9, 20]
+    assert rungs(1, 4, 20) == [1, 4, 16, 20]
+    assert rungs(2, 3, 18) == [2, 6, 18]
+    assert rungs(1, 3, 20, rate=1) == [3, 9, 20]
+
+
+def test_asha_from_spec_is_optunas_asynchronous_successive_halving() -> None:
+    pruner = build_pruner(_spec(pruner={"type": "asha", "min_resource": 2, "reduction_factor": 4}))
+    assert isinstance(pruner, optuna.pruners.SuccessiveHalvingPruner)
+    assert (pruner._min_resource, pruner._reduction_factor) == (2, 4)
+
+
+def test_asha_promotes_as_soon_as_a_rung_allows() -> None:
+    """Nobody waits for a bracket: with three trials at rung 1, the best one goes on at once,
+    while the two worse ones are stopped, one by one, as they arrive."""
+    study = optuna.create_study(
+        direction="maximize",
+        pruner=build_pruner(
+            _spec(pruner={"type": "asha", "reduction_factor": 3, "max_resource": 9})
+        ),
+    )
+    decisions = []
+    for value in (0.9, 0.5, 0.4, 0.95):
+        trial = study.ask()
+        trial.report(value, 1)
+        decisions.append(trial.should_prune())
+        study.tell(trial, state=TrialState.PRUNED) if decisions[-1] else study.tell(trial, value)
+    assert decisions == [False, True, True, False]
+
+
+def _study_with_rungs(sampler: optuna.samplers.BaseSampler) -> optuna.Study:
+    """20 trials that reached epoch 3: the closer x is to 0.8, the better there. Their epoch-1
+    values say the opposite (a misleading first rung), and only one trial completed."""
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    dist = optuna.distributions.FloatDistribution(0.0, 1.0)
+    for i in range(20):
+        x = i / 19
+        at3 = 1.0 - abs(x - 0.8)
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"x": x},
+                distributions={"x": dist},
+                intermediate_values={1: 0.5 * (1.0 - x), 2: 0.3, 3: at3},
+                state=TrialState.PRUNED,
+            )
+        )
+    return study
+
+
+def test_multi_fidelity_tpe_models_the_highest_rung_with_enough_trials() -> None:
+    sampler = MultiFidelityTPESampler(rungs=[1, 3, 9], seed=0, n_startup_trials=5)
+    study = _study_with_rungs(sampler)
+    xs = [
+        study.ask({"x": optuna.distributions.FloatDistribution(0.0, 1.0)}).params["x"]
+        for _ in range(30)
+    ]
+    near = sum(abs(x - 0.8) < 0.2 for x in xs)
+    assert near >= 20, xs  # it follows rung 3 (x near 0.8), not rung 1 (x near 0)
+
+
+def test_multi_fidelity_tpe_is_tpe_until_a_rung_has_enough_trials() -> None:
+    mf = MultiFidelityTPESampler(rungs=[1, 3, 9], min_points=1000, seed=3, n_startup_trials=5)
+    plain = optuna.samplers.TPESampler(seed=3, n_startup_trials=5)
+    one, two = _study_with_rungs(mf), _study_with_rungs(plain)
+    dist = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
+    assert [one.ask(dist).params["x"] for _ in range(5)] == [
+        two.ask(dist).params["x"] for _ in range(5)
+    ]
+
+
+def test_multi_fidelity_sampler_from_spec_takes_the_pruners_rungs_and_pickles() -> None:
+    spec = _spec(
+        sampler={"type": "tpe", "seed": 0, "multi_fidelity": True},
+        pruner={"type": "asha", "reduction_factor": 3},
+        train={**tiny_spec()["train"], "epochs": 20},
+    )
+    sampler = build_sampler(spec)
+    assert isinstance(sampler, MultiFidelityTPESampler)
+    assert sampler._rungs == [1, 3, 9, 20]
+    assert pickle.loads(pickle.dumps(sampler))._rungs == [1, 3, 9, 20]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "path", "words"),
+    [
+        (
+            {"sampler": {"type": "tpe", "multi_fidelity": True}, "pruner": {"type": "median"}},
+            "sampler.multi_fidelity",
+            "needs the rungs of an asha or hyperband pruner",
+        ),
+        (
+            {"objective": "mfobj:objective", "train": None, "pruner": {"type": "hyperband"}},
+            "pruner.max_resource",
+            "required with a custom objective",
+        ),
+        (
+            {"objective": "mfobj:objective", "train": None, "pruner": {"type": "asha"}},
+            "pruner.max_resource",
+            "required with a custom objective",
+        ),
+    ],
+)
+def test_pruning_without_a_maximum_resource_is_refused(
+    tmp_path, monkeypatch, overrides: dict, path: str, words: str
+) -> None:
+    (tmp_path / "mfobj.py").write_text("def objective(trial):\n    return 1.0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = {k: v for k, v in {**tiny_spec(), **overrides}.items() if v is not None}
+    with pytest.raises(SpecError, match=rf"{path}: .*{words}"):
+        spec_from_dict(spec, str(tmp_path / "study.yaml"))
+
+
+def test_a_custom_objective_with_a_declared_maximum_prunes_from_the_first_trial(
+    tmp_path, monkeypatch
+) -> None:
+    (tmp_path / "mfobj2.py").write_text("def objective(trial):\n    return 1.0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = {
+        **tiny_spec(),
+        "objective": "mfobj2:objective",
+        "pruner": {"type": "hyperband", "max_resource": 9},
+    }
+    del spec["train"]
+    pruner = build_pruner(spec_from_dict(spec, str(tmp_path / "study.yaml")))
+    assert pruner._max_resource == 9  # not "auto": rungs are placed before any trial completes
