@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 
 import optuna
 import pytest
 from conftest import tiny_spec
 from optuna.trial import TrialState
+from test_hyperband import EPOCHS, _drive
 
 from hpo.errors import SpecError
 from hpo.spec import StudySpec, spec_from_dict
 from hpo.study import build_pruner, build_sampler
+from hpo.study.cache import TrialCache
+from hpo.study.hyperband import FastAshaPruner
 from hpo.study.mftpe import MultiFidelityTPESampler, rungs
+from hpo.study.upsert import UpsertWrites
 
 
 def _spec(**overrides: object) -> StudySpec:
@@ -26,10 +31,34 @@ def test_rungs_are_successive_halving_steps_then_the_full_run() -> None:
     assert rungs(1, 3, 20, rate=1) == [3, 9, 20]
 
 
-def test_asha_from_spec_is_optunas_asynchronous_successive_halving() -> None:
-    pruner = build_pruner(_spec(pruner={"type": "asha", "min_resource": 2, "reduction_factor": 4}))
-    assert isinstance(pruner, optuna.pruners.SuccessiveHalvingPruner)
-    assert (pruner._min_resource, pruner._reduction_factor) == (2, 4)
+def test_asha_from_spec_is_one_bracket_from_min_resource() -> None:
+    asha = {"type": "asha", "max_resource": 20}
+    pruner = build_pruner(_spec(pruner={**asha, "min_resource": 2, "reduction_factor": 4}))
+    assert isinstance(pruner, FastAshaPruner)
+    assert (pruner._min_resource, pruner._max_resource, pruner._reduction_factor) == (2, 20, 4)
+    later = build_pruner(_spec(pruner={**asha, "min_early_stopping_rate": 1}))
+    assert isinstance(later, FastAshaPruner)
+    assert later._min_resource == 3  # the first rung at 1 * 3 ** 1
+
+
+@pytest.mark.parametrize(("direction", "factor"), [("maximize", 3), ("minimize", 4)])
+def test_fast_asha_decides_as_optunas_successive_halving(
+    tmp_path: Path, direction: str, factor: int
+) -> None:
+    plain = optuna.create_study(
+        storage=f"sqlite:///{tmp_path / 'plain.db'}",
+        direction=direction,
+        pruner=optuna.pruners.SuccessiveHalvingPruner(1, factor, 0),
+    )
+    fast_pruner = FastAshaPruner(1, EPOCHS, factor)
+    fast = optuna.create_study(
+        storage=TrialCache(UpsertWrites(f"sqlite:///{tmp_path / 'fast.db'}")),
+        direction=direction,
+        pruner=fast_pruner,
+    )
+    decisions = _drive(plain, fast, n_trials=40, in_flight=4, seed=factor)
+    assert any(decisions) and not all(decisions)
+    assert fast_pruner._rungs is not None  # hpo's fast path decided, not Optuna's fallback
 
 
 def test_asha_promotes_as_soon_as_a_rung_allows() -> None:

@@ -153,3 +153,20 @@ def _promotable(
     else:
         better = bisect.bisect_left(finished, value) + sum(1 for v in extra if v < value)
     return better <= promotable_idx
+
+
+class FastAshaPruner(FastHyperbandPruner):
+    """Asynchronous successive halving (ASHA) with the same fast path: Hyperband's most
+    aggressive bracket alone, which is Optuna's ``SuccessiveHalvingPruner(min_resource,
+    reduction_factor)`` decision for decision. A later first rung (``min_early_stopping_rate``)
+    is the same rungs from ``min_resource * reduction_factor ** rate``."""
+
+    def __init__(
+        self, min_resource: int, max_resource: int, reduction_factor: int, rate: int = 0
+    ) -> None:
+        super().__init__(
+            min_resource=min_resource * reduction_factor**rate,
+            max_resource=max_resource,
+            reduction_factor=reduction_factor,
+        )
+        self._n_brackets = 1

@@ -23,7 +23,7 @@ from hpo.spec import (
     is_active,
     ordered,
 )
-from hpo.study.hyperband import FastHyperbandPruner
+from hpo.study.hyperband import FastAshaPruner, FastHyperbandPruner
 from hpo.study.mftpe import MultiFidelityTPESampler, rungs
 from hpo.study.tpe import FastTPESampler
 
@@ -126,12 +126,9 @@ def build_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
     """The pruner named by ``spec.pruner``; max_resource defaults to ``epochs``."""
     p = spec.pruner
     if isinstance(p, AshaSpec):
-        # Optuna's SuccessiveHalvingPruner is asynchronous: a trial is promoted as soon as it
-        # ranks in the top 1/reduction_factor of those that reached its rung.
-        return optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=p.min_resource,
-            reduction_factor=p.reduction_factor,
-            min_early_stopping_rate=p.min_early_stopping_rate,
+        assert spec.max_resource is not None  # the spec refuses ASHA without one
+        return FastAshaPruner(
+            p.min_resource, spec.max_resource, p.reduction_factor, p.min_early_stopping_rate
         )
     if isinstance(p, HyperbandSpec):
         return FastHyperbandPruner(
