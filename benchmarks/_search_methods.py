@@ -215,7 +215,9 @@ class DehbMethod(Method):
 
     def __init__(self, task: Task, seed: int, workers: int) -> None:
         from dehb import DEHB
+        from loguru import logger
 
+        logger.remove()  # DEHB logs every save to stdout, which carries the report
         self._dir = tempfile.TemporaryDirectory()
         cs = _configspace(task, seed)
         self.dehb = DEHB(

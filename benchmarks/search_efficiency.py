@@ -64,22 +64,15 @@ from _search_sim import Outcome, simulate  # noqa: E402
 from _search_tasks import TASKS, Task  # noqa: E402
 
 #: hpo variants measured while choosing the default (BENCHMARKS.md records them all).
+_TPE = {"type": "tpe", "multi_fidelity": False}
+_MF = {"type": "tpe", "multi_fidelity": True}
 VARIANTS: dict[str, dict[str, Any]] = {
-    "tpe+hyperband": {"pruner": {"type": "hyperband"}},
-    "tpe+asha3": {"pruner": {"type": "asha", "reduction_factor": 3}},
-    "tpe+asha4": {"pruner": {"type": "asha", "reduction_factor": 4}},
-    "mftpe+asha3": {
-        "sampler": {"type": "tpe", "multi_fidelity": True},
-        "pruner": {"type": "asha", "reduction_factor": 3},
-    },
-    "mftpe+asha4": {
-        "sampler": {"type": "tpe", "multi_fidelity": True},
-        "pruner": {"type": "asha", "reduction_factor": 4},
-    },
-    "mftpe+hyperband": {
-        "sampler": {"type": "tpe", "multi_fidelity": True},
-        "pruner": {"type": "hyperband"},
-    },
+    "tpe+hyperband": {"sampler": _TPE, "pruner": {"type": "hyperband"}},  # hpo's default before
+    "tpe+asha3": {"sampler": _TPE, "pruner": {"type": "asha", "reduction_factor": 3}},
+    "tpe+asha4": {"sampler": _TPE, "pruner": {"type": "asha", "reduction_factor": 4}},
+    "mftpe+asha3": {"sampler": _MF, "pruner": {"type": "asha", "reduction_factor": 3}},
+    "mftpe+asha4": {"sampler": _MF, "pruner": {"type": "asha", "reduction_factor": 4}},
+    "mftpe+hyperband": {"sampler": _MF, "pruner": {"type": "hyperband"}},
     "random+asha3": {
         "sampler": {"type": "random"},
         "pruner": {"type": "asha", "reduction_factor": 3},

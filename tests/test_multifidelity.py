@@ -36,9 +36,37 @@ def test_asha_from_spec_is_one_bracket_from_min_resource() -> None:
     pruner = build_pruner(_spec(pruner={**asha, "min_resource": 2, "reduction_factor": 4}))
     assert isinstance(pruner, FastAshaPruner)
     assert (pruner._min_resource, pruner._max_resource, pruner._reduction_factor) == (2, 20, 4)
-    later = build_pruner(_spec(pruner={**asha, "min_early_stopping_rate": 1}))
+    later = build_pruner(
+        _spec(pruner={**asha, "reduction_factor": 3, "min_early_stopping_rate": 1})
+    )
     assert isinstance(later, FastAshaPruner)
     assert later._min_resource == 3  # the first rung at 1 * 3 ** 1
+
+
+def test_the_default_search_is_multi_fidelity_tpe_with_asha_by_four() -> None:
+    spec = _spec(train={**tiny_spec()["train"], "epochs": 20})
+    del_pruner = spec.model_dump()
+    del del_pruner["pruner"], del_pruner["sampler"]
+    default = StudySpec.model_validate({**del_pruner, "sampler": {"type": "tpe", "seed": 0}})
+    pruner, sampler = build_pruner(default), build_sampler(default)
+    assert isinstance(pruner, FastAshaPruner)
+    assert (pruner._min_resource, pruner._reduction_factor) == (1, 4)
+    assert isinstance(sampler, MultiFidelityTPESampler) and sampler._rungs == [1, 4, 16, 20]
+    hyperband = default.model_copy(update={"pruner": _spec(pruner={"type": "hyperband"}).pruner})
+    assert not isinstance(build_sampler(hyperband), MultiFidelityTPESampler)  # measured worse
+
+
+@pytest.mark.parametrize(
+    ("epochs", "factor", "first"), [(20, 4, 1), (100, 4, 2), (300, 4, 5), (100, 3, 4)]
+)
+def test_asha_min_resource_defaults_to_three_halvings_below_the_full_run(
+    epochs: int, factor: int, first: int
+) -> None:
+    spec = _spec(
+        pruner={"type": "asha", "reduction_factor": factor},
+        train={**tiny_spec()["train"], "epochs": epochs},
+    )
+    assert spec.min_resource == first
 
 
 @pytest.mark.parametrize(("direction", "factor"), [("maximize", 3), ("minimize", 4)])

@@ -72,9 +72,10 @@ class TpeSpec(_Frozen):
     n_ei_candidates: int = Field(24, ge=1, description="candidates scored per suggestion")
     multivariate: bool = Field(True, description="model parameters jointly")
     constant_liar: bool = Field(True, description="treat running trials as bad to spread workers")
-    multi_fidelity: bool = Field(
-        False,
-        description="BOHB-style: model the metric at the highest pruning rung with enough trials",
+    multi_fidelity: bool | None = Field(
+        None,
+        description="BOHB-style: model the metric at the highest pruning rung with enough "
+        "trials (default: on with the asha pruner, off otherwise)",
     )
 
 
@@ -160,15 +161,21 @@ class HyperbandSpec(_Frozen):
 
 
 class AshaSpec(_Frozen):
-    """Asynchronous successive halving: a trial goes on past a rung when it is in the best
-    1/reduction_factor of the trials that reached that rung so far; nobody waits for a bracket."""
+    """Asynchronous successive halving (the default): a trial goes on past a rung when it is in
+    the best 1/reduction_factor of the trials that reached that rung so far; nobody waits for a
+    bracket to fill."""
 
     type: Literal["asha"]
-    min_resource: int = Field(1, ge=1, description="epochs before the first pruning decision")
+    min_resource: int | None = Field(
+        None,
+        ge=1,
+        description="epochs before the first pruning decision "
+        "(default: max_resource / reduction_factor ** 3, at least 1: three halvings)",
+    )
     max_resource: int | None = Field(
         None, ge=1, description="epochs of a full run (default: epochs)"
     )
-    reduction_factor: int = Field(3, ge=2, description="1/factor of trials go on at each rung")
+    reduction_factor: int = Field(4, ge=2, description="1/factor of trials go on at each rung")
     min_early_stopping_rate: int = Field(
         0, ge=0, description="first rung at min_resource * reduction_factor ** rate"
     )
@@ -298,7 +305,7 @@ class StudySpec(_Frozen):
         MetricSpec(), description="the metric to optimise, or a list of them (multi-objective)"
     )
     sampler: Sampler = TpeSpec(type="tpe")
-    pruner: Pruner = HyperbandSpec(type="hyperband")
+    pruner: Pruner = AshaSpec(type="asha")
     budget: BudgetSpec = BudgetSpec()
     objective_value: Literal["best", "last"] = Field(
         "best", description="the trial's value: its best epoch's metric, or its last"
@@ -449,7 +456,7 @@ class StudySpec(_Frozen):
         ``train.epochs``, or for a custom objective the pruner's ``max_resource``."""
         pruner, sampler = self.pruner, self.sampler
         rung_based = isinstance(pruner, HyperbandSpec | AshaSpec)
-        if isinstance(sampler, TpeSpec) and sampler.multi_fidelity and not rung_based:
+        if isinstance(sampler, TpeSpec) and sampler.multi_fidelity is True and not rung_based:
             raise _at(
                 ("sampler", "multi_fidelity"),
                 f"needs the rungs of an asha or hyperband pruner, not {pruner.type!r}",
@@ -464,7 +471,7 @@ class StudySpec(_Frozen):
             )
         top = self.max_resource
         assert top is not None
-        if pruner.min_resource > top:
+        if self.min_resource > top:
             raise _at(("pruner", "min_resource"), f"greater than max_resource/epochs ({top})")
 
     @property
@@ -475,6 +482,25 @@ class StudySpec(_Frozen):
                 self.train.epochs if self.objective is None else None
             )
         return None
+
+    @property
+    def min_resource(self) -> int:
+        """The epochs before a rung pruner's first decision: explicit, else for ASHA
+        ``max_resource / reduction_factor ** 3`` (three halvings, at least 1 epoch)."""
+        p = self.pruner
+        assert isinstance(p, HyperbandSpec | AshaSpec)
+        if p.min_resource is not None:
+            return p.min_resource
+        return max(1, round((self.max_resource or 1) / p.reduction_factor**3))
+
+    @property
+    def multi_fidelity(self) -> bool:
+        """Whether TPE models the highest populated rung (on by default with ASHA, where it
+        measured best; Hyperband's brackets mix rungs and measured better with plain TPE)."""
+        s = self.sampler
+        if not isinstance(s, TpeSpec) or self.multi_objective:
+            return False
+        return isinstance(self.pruner, AshaSpec) if s.multi_fidelity is None else s.multi_fidelity
 
     def grid(self) -> list[dict[str, Any]]:
         """All grid points (grid sampler only)."""

@@ -51,9 +51,12 @@ def describe_setup(spec: StudySpec, budget: int | None, max_epochs: int | None =
     seed = getattr(spec.sampler, "seed", None)
     if seed is not None:
         sampler += f" (seed {seed})"
+    if spec.multi_fidelity:
+        sampler += ", multi-fidelity"
     pruner = f"`{spec.pruner.type}` pruner"
     if spec.max_resource:
-        pruner += f" (max {spec.max_resource} epochs)"
+        rf = getattr(spec.pruner, "reduction_factor")
+        pruner += f" (epochs {spec.min_resource}..{spec.max_resource}, reduction factor {rf})"
     limits = [] if budget is None else [f"{budget} trials"]
     if max_epochs is not None:
         limits.append(f"{max_epochs} epochs")

@@ -40,7 +40,7 @@ def build_sampler(spec: StudySpec, worker: int = 0) -> optuna.samplers.BaseSampl
     """The sampler named by ``spec.sampler``, seeded for the study's ``worker``-th worker."""
     s = spec.sampler
     seed = worker_seed(s.seed, worker)
-    if isinstance(s, TpeSpec) and s.multi_fidelity:
+    if isinstance(s, TpeSpec) and spec.multi_fidelity:
         return MultiFidelityTPESampler(
             rungs=pruning_rungs(spec),
             seed=seed,
@@ -119,7 +119,7 @@ def pruning_rungs(spec: StudySpec) -> list[int]:
     top = spec.max_resource
     assert isinstance(p, AshaSpec | HyperbandSpec) and top is not None
     rate = p.min_early_stopping_rate if isinstance(p, AshaSpec) else 0
-    return rungs(p.min_resource, p.reduction_factor, top, rate)
+    return rungs(spec.min_resource, p.reduction_factor, top, rate)
 
 
 def build_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
@@ -128,7 +128,7 @@ def build_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
     if isinstance(p, AshaSpec):
         assert spec.max_resource is not None  # the spec refuses ASHA without one
         return FastAshaPruner(
-            p.min_resource, spec.max_resource, p.reduction_factor, p.min_early_stopping_rate
+            spec.min_resource, spec.max_resource, p.reduction_factor, p.min_early_stopping_rate
         )
     if isinstance(p, HyperbandSpec):
         return FastHyperbandPruner(
