@@ -52,8 +52,13 @@ def _spec(
             "name": name,
             "objective": "_noop_objective:objective",
             "metric": {"name": "score", "direction": "maximize"},
-            "sampler": {"type": sampler, "seed": 0},
-            "pruner": {"type": "hyperband", "min_resource": 1, "max_resource": noop.EPOCHS},
+            # "default": hpo's default search (multi-fidelity TPE + ASHA), else TPE/random
+            # + Hyperband, the pair plain Optuna runs on the other side
+            "sampler": {"type": "tpe" if sampler == "default" else sampler, "seed": 0},
+            "pruner": {
+                "type": "asha" if sampler == "default" else "hyperband",
+                "max_resource": noop.EPOCHS,
+            },
             "budget": {"n_trials": n_trials, **epochs},
             "space": {"x": {"type": "float", "low": 0.0, "high": 1.0}},
         }
@@ -115,7 +120,7 @@ def bench_optuna(size: int, measure: int, sampler: str) -> dict[str, float]:
         study_name=name,
         sampler=(
             optuna.samplers.TPESampler(seed=0)
-            if sampler == "tpe"
+            if sampler in ("tpe", "default")
             else optuna.samplers.RandomSampler(seed=0)
         ),
         pruner=optuna.pruners.HyperbandPruner(1, noop.EPOCHS),
@@ -154,9 +159,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs of each side (median)")
     parser.add_argument(
         "--sampler",
-        choices=["tpe", "random"],
+        choices=["tpe", "random", "default"],
         default="tpe",
-        help="random: orchestration alone, without TPE's own O(trials) Parzen estimator math",
+        help="random: orchestration alone, without TPE's own O(trials) Parzen estimator math; "
+        "default: hpo's default search (multi-fidelity TPE + ASHA) against Optuna's TPE + "
+        "Hyperband",
     )
     parser.add_argument(
         "--max-epochs-total",
