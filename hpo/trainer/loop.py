@@ -24,11 +24,10 @@ import torch
 from hpo.errors import NonFiniteLossError
 from hpo.trainer import checkpoint
 from hpo.trainer.config import TrainConfig
-from hpo.trainer.inputs import data_options
 from hpo.trainer.setup import Run, prepare
 from hpo.trainer.step import train_one_epoch, validate
 
-__all__ = ["CheckpointCallback", "EpochCallback", "TrainResult", "data_options", "fit"]
+__all__ = ["CheckpointCallback", "EpochCallback", "TrainResult", "fit"]
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 CheckpointCallback = Callable[[int, dict[str, Any]], None]
