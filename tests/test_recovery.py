@@ -251,3 +251,53 @@ def test_checkpoints_round_trip_with_torch_loaded_and_as_plain_pickle(tmp_path: 
     assert files.load_checkpoint(1) == {"epoch": 2}  # as saved where torch was not loaded
     files.drop_checkpoint(1)
     assert files.load_checkpoint(1) is None
+
+
+def _best_epoch_spec(name: str, direction: str, **train: object) -> StudySpec:
+    return StudySpec.model_validate(
+        tiny_spec(
+            name,
+            metric={"name": "train_loss", "direction": direction},
+            train={**tiny_spec()["train"], "fraction": 0.2, **train},
+        )
+    )
+
+
+def test_min_delta_best_epoch_is_the_one_value_and_best_model_agree_on() -> None:
+    # A min_delta no epoch can beat: the trainer's best epoch stays 1 although train_loss falls.
+    spec = _best_epoch_spec("mindelta", "minimize", epochs=3, min_delta=100.0)
+    study = optuna.create_study(direction="minimize")
+    outcome = run_trial(study.ask(), spec, "cpu", threading.Event(), lambda e: None)
+
+    assert outcome.state == TrialState.COMPLETE, outcome.reason
+    assert outcome.attrs["best_epoch"] == 1
+    assert outcome.best_model is not None and outcome.best_model["epoch"] == 1
+    assert outcome.value == outcome.best_model["metrics"]["train_loss"]
+
+
+def test_a_resumed_trial_keeps_its_predecessors_best_epoch_weights(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    # train_loss maximized: epoch 1 is the best, and it was trained before the crash.
+    spec = _best_epoch_spec("resumebest", "maximize", epochs=4)
+    handle = prepare(spec, sqlite_url)
+    files = TrialFiles(open_store(str(tmp_path / "art")), spec.name)
+    stop = threading.Event()
+
+    def crash_after_two(event: dict) -> None:
+        if event.get("event") == "epoch" and event["epoch"] == 2:
+            stop.set()
+
+    first = next_trial(handle.study, handle.storage, spec)
+    assert first is not None
+    crashed = run_trial(first, spec, "cpu", stop, crash_after_two, files)
+    assert crashed.interrupted and crashed.best_model is None
+    assert files.load_checkpoint(first.number) is not None
+
+    handle.study.enqueue_trial(first.params)  # a retry runs its predecessor's params
+    retry = handle.study.ask()
+    outcome = run_trial(retry, spec, "cpu", threading.Event(), lambda e: None, files, first.number)
+    assert outcome.state == TrialState.COMPLETE, outcome.reason
+    assert outcome.attrs["resumed_from_epoch"] == 2 and outcome.attrs["best_epoch"] == 1
+    assert outcome.best_model is not None and outcome.best_model["epoch"] == 1
+    assert outcome.value == outcome.best_model["metrics"]["train_loss"]

@@ -6,5 +6,14 @@ Builders import torch lazily so that reading the registry (spec validation) stay
 from __future__ import annotations
 
 from hpo.data._registry import DATASETS, DataBundle, DataOptions, load_data, prepare_data
+from hpo.data.options import augment_of, data_options
 
-__all__ = ["DATASETS", "DataBundle", "DataOptions", "load_data", "prepare_data"]
+__all__ = [
+    "DATASETS",
+    "DataBundle",
+    "DataOptions",
+    "augment_of",
+    "data_options",
+    "load_data",
+    "prepare_data",
+]

@@ -83,8 +83,7 @@ def _prepare_data(spec: StudySpec) -> None:
         return
     train = spec.train
     if train.dataset in DOWNLOADED:
-        from hpo.data import prepare_data
-        from hpo.trainer.loop import data_options
+        from hpo.data import data_options, prepare_data
 
         try:
             prepare_data(train.dataset, data_options(train, train.image_size))
@@ -92,7 +91,7 @@ def _prepare_data(spec: StudySpec) -> None:
             raise SpecError(f"train.dataset: {exc}") from None
     weights = MODELS[train.model].weights
     if train.pretrained is True and weights is not None:
-        from hpo.models._pretrained import fetch_weights
+        from hpo.models import fetch_weights
 
         try:
             fetch_weights(train.model, weights, train.download)

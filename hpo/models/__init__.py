@@ -6,6 +6,6 @@ helpers in ``hpo.models.parts`` find a model's head and its stages (freezing, la
 
 from __future__ import annotations
 
-from hpo.models._registry import MODELS, ModelEntry, build_model
+from hpo.models._registry import MODELS, ModelEntry, build_model, fetch_weights
 
-__all__ = ["MODELS", "ModelEntry", "build_model"]
+__all__ = ["MODELS", "ModelEntry", "build_model", "fetch_weights"]

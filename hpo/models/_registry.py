@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hpo.models import _torchvision
@@ -84,3 +85,15 @@ def build_model(
 
         set_dropout(model, dropout)
     return model
+
+
+def fetch_weights(name: str, tv_name: str, download: bool) -> Path:
+    """Make sure the torch hub cache holds ``tv_name``'s pretrained weights for model ``name``
+    (downloading once if ``download``), so that parallel workers find the file.
+
+    Raises:
+        FileNotFoundError: absent and ``download`` is false.
+    """
+    from hpo.models import _pretrained  # torch only when called: the registry stays cheap
+
+    return _pretrained.fetch_weights(name, tv_name, download)

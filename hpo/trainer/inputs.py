@@ -19,8 +19,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from hpo.data import DataBundle, DataOptions, load_data
-from hpo.data.augment import Augment
+from hpo.data import DataBundle, augment_of, data_options, load_data
 from hpo.data.batch_augment import BatchTransform
 from hpo.data.cache import cache_key, cached
 from hpo.models import MODELS
@@ -28,34 +27,6 @@ from hpo.trainer.batches import Batches, TensorBatches, loader_batches, subset
 from hpo.trainer.config import TrainConfig
 
 CACHE_DIR = ".hpo-cache"
-
-
-def augment_of(config: TrainConfig) -> Augment:
-    """The augmentation parameters of ``config``."""
-    return Augment(
-        scale=config.scale,
-        fliplr=config.fliplr,
-        degrees=config.degrees,
-        shear=config.shear,
-        color_jitter=config.color_jitter,
-        hue=config.hue,
-        random_resized_crop=config.random_resized_crop,
-    )
-
-
-def data_options(config: TrainConfig, image_size: int | None, *, raw: bool = False) -> DataOptions:
-    """The dataset builder's options for ``config`` (shared with the dispatcher's prepare step)."""
-    return DataOptions(
-        data_dir=config.data_dir,
-        download=config.download,
-        image_size=image_size,
-        val_fraction=config.val_fraction,
-        num_classes=config.num_classes,
-        samples=config.fake_samples,
-        augment=None if raw else augment_of(config),
-        raw=raw,
-        flowers102_split=config.flowers102_split,
-    )
 
 
 @dataclass

@@ -3,6 +3,11 @@
 After each epoch ``on_epoch(epoch, metrics)`` is called; it may raise to stop the run (the
 worker raises ``optuna.TrialPruned`` there), and the exception propagates to the caller. Early
 stopping (``patience``) ends the run normally, with ``TrainResult.stopped_early`` set.
+
+The best epoch is decided here, once, by :class:`~hpo.trainer.stopping.EarlyStopping` (with its
+``min_delta``): ``TrainResult.best_epoch`` / ``best_value``, and with ``on_checkpoint`` the state's
+``"best"`` (that epoch's weights and metrics). Downstream (the trial's value, its checkpoint and
+``best_model.pt``) reads that decision and never compares metrics itself.
 """
 
 from __future__ import annotations
@@ -19,11 +24,10 @@ import torch
 from hpo.errors import NonFiniteLossError
 from hpo.trainer import checkpoint
 from hpo.trainer.config import TrainConfig
-from hpo.trainer.inputs import data_options
 from hpo.trainer.setup import Run, prepare
 from hpo.trainer.step import train_one_epoch, validate
 
-__all__ = ["CheckpointCallback", "EpochCallback", "TrainResult", "data_options", "fit"]
+__all__ = ["CheckpointCallback", "EpochCallback", "TrainResult", "fit"]
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 CheckpointCallback = Callable[[int, dict[str, Any]], None]
@@ -44,6 +48,7 @@ class TrainResult:
     stopped_early: bool = False  # ended by ``patience``, not by running out of epochs
     best_epoch: int = 0  # the epoch with the best monitored metric (1-based)
     best_value: float = math.nan
+    best: dict[str, Any] | None = None  # with ``on_checkpoint``: the best epoch's weights, metrics
 
     @property
     def epochs_run(self) -> int:
@@ -82,9 +87,12 @@ def _run_epoch(
     return metrics, seconds
 
 
-def state_dict(run: Run, epoch: int, history: list[dict[str, float]]) -> dict[str, Any]:
-    """Everything needed to continue ``run`` after ``epoch``, as CPU copies."""
-    return checkpoint.snapshot(
+def state_dict(
+    run: Run, epoch: int, history: list[dict[str, float]], best: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Everything needed to continue ``run`` after ``epoch``, as CPU copies; ``best`` is the best
+    epoch's ``{"epoch", "metrics", "model"}`` (already CPU copies, kept as they are)."""
+    state = checkpoint.snapshot(
         {
             "format": checkpoint.FORMAT,
             "epoch": epoch,
@@ -98,6 +106,10 @@ def state_dict(run: Run, epoch: int, history: list[dict[str, float]]) -> dict[st
             "batch_size": run.batch_size,
         }
     )
+    if run.stopper.best_epoch == epoch:  # this epoch is the best: its weights are the best's
+        best = {"epoch": epoch, "metrics": state["history"][-1], "model": state["model"]}
+    state["best"] = best
+    return state
 
 
 def _restore(run: Run, state: dict[str, Any]) -> int:
@@ -133,7 +145,8 @@ def fit(
             (bit-for-bit with ``deterministic: true``).
         on_checkpoint: called with (epoch, state) after every epoch, before ``on_epoch``;
             ``state`` holds CPU copies (model, optimizer, schedule, scaler, RNG, early
-            stopping, history) and can be saved with ``torch.save``.
+            stopping, history, and ``"best"``: the best epoch so far as ``{"epoch", "metrics",
+            "model"}``, or None) and can be saved with ``torch.save``.
 
     Raises:
         NonFiniteLossError: the training loss became NaN or infinite.
@@ -143,6 +156,7 @@ def fit(
     history: list[dict[str, float]] = list(resume["history"]) if resume else []
     start = _restore(run, resume) + 1 if resume else 1
     result = TrainResult(
+        best=resume.get("best") if resume else None,
         history=history,
         device_name=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         train_samples=len(run.train),
@@ -160,7 +174,9 @@ def fit(
         result.peak_memory_mb = _peak_memory_mb(device)
         run.stopper.update(epoch, metrics)
         if on_checkpoint is not None:
-            on_checkpoint(epoch, state_dict(run, epoch, history))
+            state = state_dict(run, epoch, history, result.best)
+            result.best = state["best"]
+            on_checkpoint(epoch, state)
         # Speed and memory ride along with the metrics so that a pruned trial records them too.
         perf = {
             "samples_per_second": len(run.train) / seconds,

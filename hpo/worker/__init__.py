@@ -10,6 +10,14 @@ from __future__ import annotations
 
 from hpo.errors import Interrupted
 from hpo.worker.loop import WorkerContext, run_worker
+from hpo.worker.reporter import TrialReporter
 from hpo.worker.trial import TrialOutcome, run_trial
 
-__all__ = ["Interrupted", "TrialOutcome", "WorkerContext", "run_trial", "run_worker"]
+__all__ = [
+    "Interrupted",
+    "TrialOutcome",
+    "TrialReporter",
+    "WorkerContext",
+    "run_trial",
+    "run_worker",
+]

@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import gc
 import logging
-from math import isnan
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hpo.errors import TrialError
 from hpo.spec import StudySpec, TrainConfig
 from hpo.study.artifacts import TrialFiles
+from hpo.worker.reporter import TrialReporter
 from hpo.worker.values import Value
-
-if TYPE_CHECKING:
-    from hpo.worker.trial import _Progress
 
 log = logging.getLogger(__name__)
 
@@ -44,42 +41,38 @@ def _is_oom(exc: BaseException) -> bool:
 
 
 class _Checkpoints:
-    """Saves every epoch's state (for resume) and keeps the best epoch's weights (artifact)."""
+    """Saves every epoch's state (for resume) and keeps the trainer's best epoch (artifact).
+
+    The best epoch is the trainer's decision (``state["best"]``): nothing is compared here.
+    """
 
     def __init__(self, files: TrialFiles | None, key: int, spec: StudySpec) -> None:
-        self.files, self.key, self.spec = files, key, spec
+        self.files, self.key = files, key
+        self.enabled = files is not None and spec.artifacts.checkpoints
         self.best: dict[str, Any] | None = None
-        self.best_value: float | None = None
 
     def __call__(self, epoch: int, state: dict[str, Any]) -> None:
-        if self.files is not None and self.spec.artifacts.checkpoints:
+        if self.files is not None and self.enabled:
             self.files.save_checkpoint(self.key, state)
-        # The best epoch of a multi-objective study is its first metric's (as early stopping's).
-        metric = self.spec.metrics[0]
-        value = state["history"][-1].get(metric.name, float("nan"))
-        better = self.best_value is None or (
-            value > self.best_value if metric.direction == "maximize" else value < self.best_value
-        )
-        if not isnan(value) and better:
-            self.best_value = value
-            self.best = {"model": state["model"], "epoch": epoch, "metrics": state["history"][-1]}
+        self.best = state.get("best")
 
-
-def _resume_state(files: TrialFiles | None, key: int, spec: StudySpec) -> dict[str, Any] | None:
-    if files is None or not spec.artifacts.checkpoints:
-        return None
-    try:
-        return files.load_checkpoint(key)
-    except Exception as exc:  # noqa: BLE001 - a bad checkpoint means starting over, not failing
-        log.warning("checkpoint of trial %d unreadable (%s): starting from epoch 1", key, exc)
-        return None
+    def resume_state(self) -> dict[str, Any] | None:
+        """The last checkpoint of a crashed predecessor, if any and readable."""
+        if self.files is None or not self.enabled:
+            return None
+        try:
+            return self.files.load_checkpoint(self.key)
+        except Exception as exc:  # noqa: BLE001 - a bad checkpoint means starting over
+            log.warning(
+                "checkpoint of trial %d unreadable (%s): starting from epoch 1", self.key, exc
+            )
+            return None
 
 
 def train_trial(
     params: dict[str, Any],
-    spec: StudySpec,
+    reporter: TrialReporter,
     device: str,
-    progress: _Progress,
     files: TrialFiles | None,
     key: int,
 ) -> Value:
@@ -88,16 +81,18 @@ def train_trial(
     Raises:
         TrialError: out of memory with ``retry.on_oom: fail``, or at micro-batch size 1.
     """
+    spec = reporter.spec
     config = TrainConfig.model_validate({**spec.train.model_dump(), **params})
-    progress.last_step = config.epochs  # this trial's own, where `epochs` is in the space
-    resume = _resume_state(files, key, spec)
+    reporter.last_step = config.epochs  # this trial's own, where `epochs` is in the space
+    checkpoints = _Checkpoints(files, key, spec)
+    resume = checkpoints.resume_state()
     if resume is not None:
-        progress.replay(resume["history"])  # the retry's curve continues its predecessor's
-        progress.attrs["resumed_from_epoch"] = len(resume["history"])
+        reporter.replay(resume["history"])  # the retry's curve continues its predecessor's
+        reporter.attrs["resumed_from_epoch"] = len(resume["history"])
         # Now, not with the trial's other attrs at its end: a retry killed again still says so.
-        progress.trial.set_user_attr("resumed_from_epoch", len(resume["history"]))
+        reporter.trial.set_user_attr("resumed_from_epoch", len(resume["history"]))
     while True:
-        outcome = _fit_once(config, spec, device, progress, files, key, resume)
+        outcome = _fit_once(config, reporter, device, checkpoints, resume)
         if outcome is not None:
             return outcome
         smaller = split_batch(config) if spec.retry.on_oom == "accumulate" else None
@@ -105,15 +100,15 @@ def train_trial(
             raise TrialError("oom", f"out of memory at batch_size {config.batch_size}")
         free_memory(device)  # the OOM's traceback is gone now: its tensors can be collected
         config, resume = smaller, None
-        progress.restart()
-        progress.attrs.update(
-            oom_restarts=progress.attrs.get("oom_restarts", 0) + 1,
+        reporter.restart()
+        reporter.attrs.update(
+            oom_restarts=reporter.attrs.get("oom_restarts", 0) + 1,
             batch_size=config.batch_size,
             accumulate=config.accumulate,
         )
         log.warning(
             "trial %d: out of memory; restarting with %d x %d micro-batches",
-            progress.trial.number,
+            reporter.trial.number,
             config.accumulate,
             config.batch_size,
         )
@@ -121,11 +116,9 @@ def train_trial(
 
 def _fit_once(
     config: TrainConfig,
-    spec: StudySpec,
+    reporter: TrialReporter,
     device: str,
-    progress: _Progress,
-    files: TrialFiles | None,
-    key: int,
+    checkpoints: _Checkpoints,
     resume: dict[str, Any] | None,
 ) -> Value | None:
     """One training run; None when it ran out of memory (the caller shrinks the batch)."""
@@ -133,13 +126,14 @@ def _fit_once(
 
     from hpo.trainer import fit
 
-    checkpoints = _Checkpoints(files, key, spec)
+    spec = reporter.spec
+    checkpoints.best = resume.get("best") if resume else None
     try:
         result = fit(
             config,
             torch.device(device),
-            progress.on_epoch,
-            should_stop=progress.stop.is_set,
+            reporter.on_epoch,
+            should_stop=reporter.stop.is_set,
             monitor=(spec.metrics[0].name, spec.metrics[0].direction),
             resume=resume,
             on_checkpoint=checkpoints,
@@ -149,9 +143,9 @@ def _fit_once(
             return None
         raise
     finally:
-        progress.best_model = checkpoints.best
+        reporter.best_model = checkpoints.best
     # Early stopping (patience) ends a trial normally: it completes with its best/last value.
-    progress.attrs.update(early_stopped=result.stopped_early, best_epoch=result.best_epoch)
+    reporter.attrs.update(early_stopped=result.stopped_early, best_epoch=result.best_epoch)
     if config.batch_size == "auto":
-        progress.attrs["batch_size"] = result.batch_size
-    return progress.final_value()
+        reporter.attrs["batch_size"] = result.batch_size
+    return reporter.final_value(best_epoch=result.best_epoch)
