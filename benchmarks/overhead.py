@@ -52,8 +52,8 @@ def _spec(
             "name": name,
             "objective": "_noop_objective:objective",
             "metric": {"name": "score", "direction": "maximize"},
-            # "default": hpo's default search (multi-fidelity TPE + ASHA), else TPE/random
-            # + Hyperband, the pair plain Optuna runs on the other side
+            # "default": hpo's default search (TPE + ASHA), else TPE/random + Hyperband,
+            # the pair plain Optuna runs on the other side
             "sampler": {"type": "tpe" if sampler == "default" else sampler, "seed": 0},
             "pruner": {
                 "type": "asha" if sampler == "default" else "hyperband",
@@ -162,8 +162,7 @@ def main() -> None:
         choices=["tpe", "random", "default"],
         default="tpe",
         help="random: orchestration alone, without TPE's own O(trials) Parzen estimator math; "
-        "default: hpo's default search (multi-fidelity TPE + ASHA) against Optuna's TPE + "
-        "Hyperband",
+        "default: hpo's default search (TPE + ASHA) against Optuna's TPE + Hyperband",
     )
     parser.add_argument(
         "--max-epochs-total",

@@ -17,6 +17,7 @@ from hpo.study import build_pruner, build_sampler
 from hpo.study.cache import TrialCache
 from hpo.study.hyperband import FastAshaPruner
 from hpo.study.mftpe import MultiFidelityTPESampler, rungs
+from hpo.study.tpe import FastTPESampler
 from hpo.study.upsert import UpsertWrites
 
 
@@ -43,17 +44,49 @@ def test_asha_from_spec_is_one_bracket_from_min_resource() -> None:
     assert later._min_resource == 3  # the first rung at 1 * 3 ** 1
 
 
-def test_the_default_search_is_multi_fidelity_tpe_with_asha_by_four() -> None:
-    spec = _spec(train={**tiny_spec()["train"], "epochs": 20})
-    del_pruner = spec.model_dump()
-    del del_pruner["pruner"], del_pruner["sampler"]
-    default = StudySpec.model_validate({**del_pruner, "sampler": {"type": "tpe", "seed": 0}})
-    pruner, sampler = build_pruner(default), build_sampler(default)
+def test_the_default_search_is_tpe_with_asha_by_four() -> None:
+    spec = _spec(train={**tiny_spec()["train"], "epochs": 20}).model_dump()
+    del spec["pruner"], spec["sampler"]
+    default = StudySpec.model_validate({**spec, "sampler": {"type": "tpe", "seed": 0}})
+    pruner = build_pruner(default)
     assert isinstance(pruner, FastAshaPruner)
     assert (pruner._min_resource, pruner._reduction_factor) == (1, 4)
+    assert isinstance(build_sampler(default), FastTPESampler)  # Optuna's TPE, on the fast path
+    mf = StudySpec.model_validate(
+        {**spec, "sampler": {"type": "tpe", "seed": 0, "multi_fidelity": True}}
+    )
+    sampler = build_sampler(mf)
     assert isinstance(sampler, MultiFidelityTPESampler) and sampler._rungs == [1, 4, 16, 20]
-    hyperband = default.model_copy(update={"pruner": _spec(pruner={"type": "hyperband"}).pruner})
-    assert not isinstance(build_sampler(hyperband), MultiFidelityTPESampler)  # measured worse
+
+
+def test_trials_stopped_below_the_rung_are_in_the_bad_set() -> None:
+    """One trial reached epoch 3; five reached it and twenty were stopped at epoch 1 with
+    x < 0.3. Were the stopped ones left out, the bad set would hold only x > 0.5 and the
+    sampler would be drawn to x < 0.3, the region the pruner already ruled out."""
+    sampler = MultiFidelityTPESampler(rungs=[1, 3, 9], seed=0, n_startup_trials=5)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    dist = optuna.distributions.FloatDistribution(0.0, 1.0)
+    for i in range(20):
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"x": 0.3 * i / 19},
+                distributions={"x": dist},
+                intermediate_values={1: 0.1},
+                state=TrialState.PRUNED,
+            )
+        )
+    for i in range(5):
+        x = 0.5 + 0.1 * i
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"x": x},
+                distributions={"x": dist},
+                intermediate_values={1: 0.5, 2: 0.6, 3: 1.0 - abs(x - 0.7)},
+                state=TrialState.PRUNED,
+            )
+        )
+    xs = [study.ask({"x": dist}).params["x"] for _ in range(20)]
+    assert sum(x < 0.3 for x in xs) <= 3, xs
 
 
 @pytest.mark.parametrize(

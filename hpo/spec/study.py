@@ -72,10 +72,9 @@ class TpeSpec(_Frozen):
     n_ei_candidates: int = Field(24, ge=1, description="candidates scored per suggestion")
     multivariate: bool = Field(True, description="model parameters jointly")
     constant_liar: bool = Field(True, description="treat running trials as bad to spread workers")
-    multi_fidelity: bool | None = Field(
-        None,
-        description="BOHB-style: model the metric at the highest pruning rung with enough "
-        "trials (default: on with the asha pruner, off otherwise)",
+    multi_fidelity: bool = Field(
+        False,
+        description="BOHB-style: model the metric at the highest pruning rung with enough trials",
     )
 
 
@@ -456,7 +455,7 @@ class StudySpec(_Frozen):
         ``train.epochs``, or for a custom objective the pruner's ``max_resource``."""
         pruner, sampler = self.pruner, self.sampler
         rung_based = isinstance(pruner, HyperbandSpec | AshaSpec)
-        if isinstance(sampler, TpeSpec) and sampler.multi_fidelity is True and not rung_based:
+        if isinstance(sampler, TpeSpec) and sampler.multi_fidelity and not rung_based:
             raise _at(
                 ("sampler", "multi_fidelity"),
                 f"needs the rungs of an asha or hyperband pruner, not {pruner.type!r}",
@@ -495,12 +494,9 @@ class StudySpec(_Frozen):
 
     @property
     def multi_fidelity(self) -> bool:
-        """Whether TPE models the highest populated rung (on by default with ASHA, where it
-        measured best; Hyperband's brackets mix rungs and measured better with plain TPE)."""
+        """Whether TPE models the highest populated rung (``sampler.multi_fidelity``)."""
         s = self.sampler
-        if not isinstance(s, TpeSpec) or self.multi_objective:
-            return False
-        return isinstance(self.pruner, AshaSpec) if s.multi_fidelity is None else s.multi_fidelity
+        return isinstance(s, TpeSpec) and s.multi_fidelity and not self.multi_objective
 
     def grid(self) -> list[dict[str, Any]]:
         """All grid points (grid sampler only)."""

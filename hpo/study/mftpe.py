@@ -61,8 +61,12 @@ class MultiFidelityTPESampler(TPESampler):
         ranked = self._at_highest_rung(trials, needed, study.direction)
         if ranked is None:
             return super()._sample(study, trial, search_space)
-        n_below = (self._gamma or default_gamma)(len(ranked))
-        below, above = ranked[:n_below], ranked[n_below:]
+        reached, stopped = ranked
+        # The good set comes from the trials compared at the rung; every trial stopped below it
+        # (worse, by the pruner's own judgement) joins the bad set, or the bad set would hold
+        # only good configurations and push samples into regions already ruled out.
+        n_below = min((self._gamma or default_gamma)(len(reached) + len(stopped)), len(reached))
+        below, above = reached[:n_below], reached[n_below:] + stopped
         mpe_below = self._build_parzen_estimator(study, search_space, below, handle_below=True)
         mpe_above = self._build_parzen_estimator(study, search_space, above, handle_below=False)
         samples = mpe_below.sample(self._rng.rng, self._n_ei_candidates)
@@ -72,21 +76,28 @@ class MultiFidelityTPESampler(TPESampler):
 
     def _at_highest_rung(
         self, trials: list[FrozenTrial], needed: int, direction: StudyDirection
-    ) -> list[FrozenTrial] | None:
+    ) -> tuple[list[FrozenTrial], list[FrozenTrial]] | None:
         """The trials that reached the highest rung with ``needed`` of them, best first by
-        their best value up to that rung; None when no rung has enough."""
+        their best value up to that rung, and the trials that stopped below it; None when no
+        rung has enough."""
         maximize = direction == StudyDirection.MAXIMIZE
         for rung in reversed(self._rungs):
             scored: list[tuple[float, int, FrozenTrial]] = []
+            stopped: list[FrozenTrial] = []
             for t in trials:
                 steps = t.intermediate_values
-                if not steps or (max(steps) < rung and t.state != TrialState.COMPLETE):
-                    continue  # a completed trial that stopped early (patience) is final
+                if not steps:
+                    continue  # running, nothing reported yet
+                if max(steps) < rung and t.state != TrialState.COMPLETE:
+                    # (a completed trial that stopped early, by patience, is final)
+                    if t.state == TrialState.PRUNED:
+                        stopped.append(t)
+                    continue
                 values = [v for step, v in steps.items() if step <= rung and not math.isnan(v)]
                 best = (max(values) if maximize else min(values)) if values else math.nan
                 badness = math.inf if not values else (-best if maximize else best)
                 scored.append((badness, t.number, t))
             if len(scored) >= needed:
                 scored.sort(key=lambda entry: entry[:2])
-                return [t for _, _, t in scored]
+                return [t for _, _, t in scored], stopped
         return None

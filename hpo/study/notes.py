@@ -20,7 +20,7 @@ from typing import Any
 
 import optuna
 
-from hpo.spec import StudySpec
+from hpo.spec import AshaSpec, HyperbandSpec, StudySpec
 from hpo.study.session import ATTR_DESCRIPTION, StudyHandle
 from hpo.study.storage import redact, study_lock
 
@@ -54,8 +54,8 @@ def describe_setup(spec: StudySpec, budget: int | None, max_epochs: int | None =
     if spec.multi_fidelity:
         sampler += ", multi-fidelity"
     pruner = f"`{spec.pruner.type}` pruner"
-    if spec.max_resource:
-        rf = getattr(spec.pruner, "reduction_factor")
+    if spec.max_resource and isinstance(spec.pruner, AshaSpec | HyperbandSpec):
+        rf = spec.pruner.reduction_factor
         pruner += f" (epochs {spec.min_resource}..{spec.max_resource}, reduction factor {rf})"
     limits = [] if budget is None else [f"{budget} trials"]
     if max_epochs is not None:
