@@ -242,6 +242,14 @@ class ArtifactSpec(_Frozen):
 WARM_FILE_SUFFIXES = (".csv", ".json", ".yaml", ".yml")
 
 
+def _valid_storage(url: str | None) -> str | None:
+    """A storage URL normalised (``postgres://`` accepted), or pydantic's error for it."""
+    try:
+        return None if url is None else normalize_storage_url(url, "storage")
+    except SpecError as exc:
+        raise ValueError(str(exc).removeprefix("storage: ")) from None
+
+
 class WarmStartSpec(_Frozen):
     """Start from an earlier study's results (``hpo.study.warm``): its complete trials that fit
     this space become the sampler's history, taking no budget slot, and its ``top_k`` best
@@ -263,10 +271,7 @@ class WarmStartSpec(_Frozen):
     @field_validator("storage")
     @classmethod
     def _storage(cls, url: str | None) -> str | None:
-        try:
-            return None if url is None else normalize_storage_url(url, "storage")
-        except SpecError as exc:
-            raise ValueError(str(exc).removeprefix("storage: ")) from None
+        return _valid_storage(url)
 
     @field_validator("from_")
     @classmethod
@@ -322,10 +327,7 @@ class StudySpec(_Frozen):
     @field_validator("storage")
     @classmethod
     def _storage(cls, url: str | None) -> str | None:
-        try:
-            return None if url is None else normalize_storage_url(url, "storage")
-        except SpecError as exc:
-            raise ValueError(str(exc).removeprefix("storage: ")) from None
+        return _valid_storage(url)
 
     @model_validator(mode="before")
     @classmethod

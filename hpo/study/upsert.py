@@ -182,16 +182,7 @@ class UpsertWrites(TrialReads):
         tables = models.BaseModel.metadata.tables
         studies, trials = tables["studies"], tables["trials"]
         with self.engine.begin() as conn:
-            conn.execute(
-                sqlalchemy.select(studies.c.study_id)
-                .where(studies.c.study_id == study_id)
-                .with_for_update()
-            )
-            count = conn.execute(
-                sqlalchemy.select(sqlalchemy.func.count())
-                .select_from(trials)
-                .where(trials.c.study_id == study_id)
-            ).scalar_one()
+            count = _lock_and_count(conn, studies, trials, study_id)
             rows = [
                 {"number": count + i, "study_id": study_id, "state": TrialState.WAITING}
                 for i in range(len(fixed_params))
@@ -218,16 +209,7 @@ class UpsertWrites(TrialReads):
         tables = models.BaseModel.metadata.tables
         studies, rows = tables["studies"], tables["trials"]
         with self.engine.begin() as conn:
-            conn.execute(
-                sqlalchemy.select(studies.c.study_id)
-                .where(studies.c.study_id == study_id)
-                .with_for_update()
-            )
-            count = conn.execute(
-                sqlalchemy.select(sqlalchemy.func.count())
-                .select_from(rows)
-                .where(rows.c.study_id == study_id)
-            ).scalar_one()
+            count = _lock_and_count(conn, studies, rows, study_id)
             insert = rows.insert().returning(rows.c.trial_id, sort_by_parameter_order=True)
             ids = [
                 int(i)
@@ -340,3 +322,22 @@ def _related_rows(ids: list[int], trials: Sequence[FrozenTrial]) -> dict[str, li
                 for k, v in attrs.items()
             ]
     return out
+
+
+def _lock_and_count(
+    conn: sqlalchemy.Connection, studies: sqlalchemy.Table, trials: sqlalchemy.Table, study_id: int
+) -> int:
+    """Lock the study's row as Optuna does before numbering trials (serializing with any Optuna
+    process), then count its trials: the next trial's number."""
+    conn.execute(
+        sqlalchemy.select(studies.c.study_id)
+        .where(studies.c.study_id == study_id)
+        .with_for_update()
+    )
+    return int(
+        conn.execute(
+            sqlalchemy.select(sqlalchemy.func.count())
+            .select_from(trials)
+            .where(trials.c.study_id == study_id)
+        ).scalar_one()
+    )
