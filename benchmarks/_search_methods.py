@@ -93,7 +93,7 @@ def hpo_method(spec_fields: dict[str, Any]) -> Callable[[Task, int, int], Method
 
     def make(task: Task, seed: int, workers: int) -> Method:
         from hpo.spec import StudySpec
-        from hpo.study.search import build_pruner, build_sampler
+        from hpo.study.search.build import build_pruner, build_sampler
 
         fields = {**spec_fields}
         default = StudySpec.model_fields["pruner"].default.type

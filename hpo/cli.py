@@ -20,7 +20,7 @@ from typer.core import TyperCommand
 
 from hpo.errors import HpoError, SpecError, StorageError
 from hpo.progress import STATES, fmt_params, fmt_values, make_progress
-from hpo.study.storage import quiet_optuna
+from hpo.study.storage.connect import quiet_optuna
 
 app = typer.Typer(
     name="hpo",
@@ -98,7 +98,7 @@ def _errors(func: F) -> F:
 def validate(spec_path: SpecArg, verbose: VerboseOpt = False) -> None:
     """Check a study file without running it (exit 2 on the first problem)."""
     from hpo.spec import load_objective, load_spec, objective_form
-    from hpo.study.warm import check as check_warm_start
+    from hpo.study.search.warm import check as check_warm_start
 
     spec = load_spec(spec_path)
     mode = (
@@ -379,7 +379,7 @@ def proxy(
     _extra("grpc", "proxy", "hpo proxy")
     _extra("google.protobuf", "proxy", "hpo proxy")
     from hpo.study import open_storage, redact
-    from hpo.study.proxy import serve
+    from hpo.study.storage.proxy import serve
 
     url = _storage_url(storage)
     if url.startswith("grpc://"):

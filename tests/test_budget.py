@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 
 from hpo.spec import StudySpec
 from hpo.study import budget_used, claim, get_budget, next_trial, prepare, requeue
-from hpo.study.budget import POOL
+from hpo.study.claims.budget import POOL
 
 
 def _spec(**overrides: object) -> StudySpec:

@@ -10,8 +10,8 @@ from conftest import sql_statements as statements
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
-from hpo.study.cache import TrialCache
-from hpo.study.upsert import UpsertWrites
+from hpo.study._optuna.sql_writes import UpsertWrites
+from hpo.study._optuna.trial_cache import TrialCache
 
 
 @pytest.fixture

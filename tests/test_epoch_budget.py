@@ -23,8 +23,8 @@ from hpo.dispatch import WorkerPlan
 from hpo.progress import LiveProgress
 from hpo.spec import StudySpec
 from hpo.study import EPOCH_BUDGET_SPENT, EpochCount, Snapshot, get_budget, prepare, system_attrs
-from hpo.study.budget import POOL
-from hpo.study.epochs import ATTR_EPOCHS, epoch_count
+from hpo.study.claims.budget import POOL
+from hpo.study.claims.epochs import ATTR_EPOCHS, epoch_count
 from hpo.worker import WorkerContext, run_worker
 
 runner = CliRunner()

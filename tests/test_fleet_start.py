@@ -36,7 +36,7 @@ OBJECTIVE = (
 #: Imports what ``hpo run`` needs, says it is ready, then waits for the go file and runs.
 LAUNCHER = """
 import os, sys, time
-import hpo.cli, hpo.dispatch, hpo.study, hpo.worker.loop
+import hpo.cli, hpo.dispatch, hpo.study, hpo.worker.serve
 ready, go = sys.argv[1], sys.argv[2]
 open(ready, "w").close()
 while not os.path.exists(go):

@@ -15,9 +15,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from hpo.study.cache import TrialCache
-from hpo.study.hyperband import FastHyperbandPruner
-from hpo.study.upsert import UpsertWrites
+from hpo.study._optuna.hyperband import FastHyperbandPruner
+from hpo.study._optuna.sql_writes import UpsertWrites
+from hpo.study._optuna.trial_cache import TrialCache
 
 EPOCHS = 9
 

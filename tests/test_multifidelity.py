@@ -14,11 +14,11 @@ from test_hyperband import EPOCHS, _drive
 from hpo.errors import SpecError
 from hpo.spec import StudySpec, spec_from_dict
 from hpo.study import build_pruner, build_sampler
-from hpo.study.cache import TrialCache
-from hpo.study.hyperband import FastAshaPruner
-from hpo.study.mftpe import MultiFidelityTPESampler, rungs
-from hpo.study.tpe import FastTPESampler
-from hpo.study.upsert import UpsertWrites
+from hpo.study._optuna.hyperband import FastAshaPruner
+from hpo.study._optuna.mftpe import MultiFidelityTPESampler, rungs
+from hpo.study._optuna.sql_writes import UpsertWrites
+from hpo.study._optuna.tpe import FastTPESampler
+from hpo.study._optuna.trial_cache import TrialCache
 
 
 def _spec(**overrides: object) -> StudySpec:

@@ -14,9 +14,9 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState, create_trial
 
-from hpo.study.cache import TrialCache
-from hpo.study.reads import TrialReads
-from hpo.study.upsert import UpsertWrites
+from hpo.study._optuna.sql_reads import TrialReads
+from hpo.study._optuna.sql_writes import UpsertWrites
+from hpo.study._optuna.trial_cache import TrialCache
 
 
 def _fill(study: optuna.Study) -> None:

@@ -15,8 +15,8 @@ from optuna.trial import TrialState
 
 from hpo.spec import StudySpec
 from hpo.study import claim, enqueue_retry, fail_stale, prepare, snapshot
-from hpo.study.retry import ATTR_FAILURES
-from hpo.worker.loop import WorkerContext, _finish
+from hpo.study.claims.retry import ATTR_FAILURES
+from hpo.worker.serve import WorkerContext, _finish
 from hpo.worker.trial import TrialOutcome
 
 

@@ -19,10 +19,10 @@ import sqlalchemy
 from optuna.samplers import TPESampler
 from optuna.trial import Trial, TrialState
 
-import hpo.study.tpe as tpe
-from hpo.study.cache import TrialCache
-from hpo.study.tpe import FastTPESampler
-from hpo.study.upsert import UpsertWrites
+import hpo.study._optuna.tpe as tpe
+from hpo.study._optuna.sql_writes import UpsertWrites
+from hpo.study._optuna.tpe import FastTPESampler
+from hpo.study._optuna.trial_cache import TrialCache
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

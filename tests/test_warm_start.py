@@ -36,8 +36,8 @@ from hpo.study import (
     prepare,
     snapshot,
 )
-from hpo.study.ranking import pareto_front, ranked
-from hpo.study.warm import ATTR_CONFIG, fit
+from hpo.study.search.ranking import pareto_front, ranked
+from hpo.study.search.warm import ATTR_CONFIG, fit
 from hpo.view import StudyView
 from hpo.worker import WorkerContext, run_worker
 

@@ -10,7 +10,7 @@ from typing import IO, Any, Literal
 import optuna
 
 from hpo.study import metric_names
-from hpo.study.budget import ATTR_WARM
+from hpo.study.claims.budget import ATTR_WARM
 
 Format = Literal["csv", "json"]
 #: The fixed CSV columns; ``params_<name>`` and ``user_attrs_<name>`` columns follow.

@@ -29,7 +29,7 @@ from hpo.study import (
     own_front,
     system_attrs,
 )
-from hpo.study.budget import ATTR_WARM
+from hpo.study.claims.budget import ATTR_WARM
 
 
 @dataclass

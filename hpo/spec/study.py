@@ -251,9 +251,9 @@ def _valid_storage(url: str | None) -> str | None:
 
 
 class WarmStartSpec(_Frozen):
-    """Start from an earlier study's results (``hpo.study.warm``): its complete trials that fit
-    this space become the sampler's history, taking no budget slot, and its ``top_k`` best
-    configurations run first, as this study's own trials."""
+    """Start from an earlier study's results (``hpo.study.search.warm``): its complete trials
+    that fit this space become the sampler's history, taking no budget slot, and its ``top_k``
+    best configurations run first, as this study's own trials."""
 
     model_config = ConfigDict(
         extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True
@@ -321,7 +321,7 @@ class StudySpec(_Frozen):
     train: TrainConfig = Field(default_factory=TrainConfig, description="fixed training config")
     objective: str | None = Field(None, description="'package.module:function' to tune instead")
     warm_start: WarmStartSpec | None = Field(
-        None, description="begin from an earlier study's results (see hpo.study.warm)"
+        None, description="begin from an earlier study's results (see hpo.study.search.warm)"
     )
 
     @field_validator("storage")

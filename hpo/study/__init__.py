@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hpo.study.budget import (
+from hpo.study.claims.budget import (
     budget_used,
     claim,
     get_budget,
@@ -14,17 +14,15 @@ from hpo.study.budget import (
     requeue,
     set_budget,
 )
-from hpo.study.epochs import (
+from hpo.study.claims.epochs import (
     EPOCH_BUDGET_SPENT,
     EpochCount,
     EpochMeter,
     epoch_count,
     raise_epoch_budget,
 )
-from hpo.study.notes import ATTR_NODES, describe_setup, record_node, redact_command
-from hpo.study.retry import enqueue_retry, fail_stale
-from hpo.study.search import build_pruner, build_sampler, suggest, worker_seed
-from hpo.study.session import (
+from hpo.study.claims.retry import enqueue_retry, fail_stale
+from hpo.study.handle import (
     ATTR_DESCRIPTION,
     ATTR_METRIC,
     StudyHandle,
@@ -36,7 +34,9 @@ from hpo.study.session import (
     register_worker,
     system_attrs,
 )
-from hpo.study.storage import (
+from hpo.study.notes import ATTR_NODES, describe_setup, record_node, redact_command
+from hpo.study.search.build import build_pruner, build_sampler, suggest, worker_seed
+from hpo.study.storage.connect import (
     ENV_STORAGE,
     connection_headroom,
     open_storage,

@@ -21,8 +21,8 @@ from typing import Any
 import optuna
 
 from hpo.spec import AshaSpec, HyperbandSpec, StudySpec
-from hpo.study.session import ATTR_DESCRIPTION, StudyHandle
-from hpo.study.storage import redact, study_lock
+from hpo.study.handle import ATTR_DESCRIPTION, StudyHandle
+from hpo.study.storage.connect import redact, study_lock
 
 #: Study system attr: the list of node records, oldest first.
 ATTR_NODES = "hpo:nodes"

@@ -8,10 +8,10 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.study.budget import is_warm
-from hpo.study.epochs import EpochCount, epoch_count
-from hpo.study.ranking import pareto_front
-from hpo.study.warm import history_count
+from hpo.study.claims.budget import is_warm
+from hpo.study.claims.epochs import EpochCount, epoch_count
+from hpo.study.search.ranking import pareto_front
+from hpo.study.search.warm import history_count
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,12 @@ def snapshot(study: optuna.Study) -> Snapshot:
     if best is None:  # no completed trial yet
         return Snapshot(counts, retries=retries, warm=warm, epochs=epochs)
     return Snapshot(
-        counts, best.value, dict(best.params), best.number, retries=retries, warm=warm,
+        counts,
+        best.value,
+        dict(best.params),
+        best.number,
+        retries=retries,
+        warm=warm,
         epochs=epochs,
     )
 

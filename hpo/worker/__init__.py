@@ -9,8 +9,8 @@ Exit codes: 0 budget or deadline reached (or stopped by SIGTERM), 130 Ctrl-C, 1 
 from __future__ import annotations
 
 from hpo.errors import Interrupted
-from hpo.worker.loop import WorkerContext, run_worker
 from hpo.worker.reporter import TrialReporter
+from hpo.worker.serve import WorkerContext, run_worker
 from hpo.worker.trial import TrialOutcome, run_trial
 
 __all__ = [

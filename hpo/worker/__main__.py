@@ -15,7 +15,7 @@ from hpo.errors import HpoError
 from hpo.spec import StudySpec
 from hpo.study import ENV_STORAGE, quiet_optuna
 from hpo.study.artifacts import ENV_ARTIFACTS
-from hpo.worker.loop import WorkerContext, run_worker
+from hpo.worker.serve import WorkerContext, run_worker
 
 
 def _emit(event: dict[str, Any]) -> None:

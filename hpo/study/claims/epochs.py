@@ -32,8 +32,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
-from hpo.study.storage import Storage, study_lock
-from hpo.study.upsert import UpsertWrites
+from hpo.study._optuna.sql_writes import UpsertWrites
+from hpo.study.storage.connect import Storage, study_lock
 
 log = logging.getLogger(__name__)
 

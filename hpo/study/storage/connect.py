@@ -21,14 +21,14 @@ from sqlalchemy.engine import make_url
 from hpo.errors import SpecError, StorageError
 from hpo.spec import RetrySpec
 from hpo.spec.storage_url import normalize_storage_url
-from hpo.study.proxy import open_proxy
-from hpo.study.resilient import (
+from hpo.study._optuna.resilient import (
     ResilientRDBStorage,
     is_busy_server,
     is_connection_error,
     ride_out,
 )
-from hpo.study.retry import stale_callback
+from hpo.study.claims.retry import stale_callback
+from hpo.study.storage.proxy import open_proxy
 
 #: What hpo opens: a database with retries and heartbeats, or a gRPC storage proxy.
 Storage = ResilientRDBStorage | BaseStorage

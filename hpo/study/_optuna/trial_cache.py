@@ -31,7 +31,7 @@ from optuna.storages import BaseStorage
 from optuna.storages._cached_storage import _CachedStorage, _StudyInfo
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from hpo.study.upsert import UpsertWrites
+from hpo.study._optuna.sql_writes import UpsertWrites
 
 _number = attrgetter("number")
 

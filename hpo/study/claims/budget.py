@@ -8,11 +8,11 @@ new waiting trials, and never beyond the budget. So workers and nodes together r
 unfinished trial on each read: a pool of the whole budget would make every storage read
 O(budget). Grid points are enqueued with their parameters fixed, so each point runs once. A
 retry of a crashed trial (system attr ``failed_trial``) continues its slot and does not count,
-and neither does the history a warm start copied in (``hpo.study.warm``).
+and neither does the history a warm start copied in (``hpo.study.search.warm``).
 
 A study bounded by an epoch budget alone (``budget.max_epochs_total``, no ``n_trials``) has no
 trial limit (``hpo:n_trials`` is null): the pool is kept full and the epoch budget
-(:mod:`hpo.study.epochs`) ends the study.
+(:mod:`hpo.study.claims.epochs`) ends the study.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.spec import GridSpec, StudySpec
-from hpo.study.cache import TrialCache
-from hpo.study.retry import fail_and_retry
-from hpo.study.storage import Storage, study_lock
-from hpo.study.upsert import UpsertWrites
+from hpo.study._optuna.sql_writes import UpsertWrites
+from hpo.study._optuna.trial_cache import TrialCache
+from hpo.study.claims.retry import fail_and_retry
+from hpo.study.storage.connect import Storage, study_lock
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def is_retry(trial: FrozenTrial) -> bool:
     return "failed_trial" in trial.system_attrs
 
 
-#: Trial system attr of a warm start's history trial (``hpo.study.warm``: an earlier study's
+#: Trial system attr of a warm start's history trial (``hpo.study.search.warm``: an earlier study's
 #: result, copied for the sampler), naming where it came from; it takes no budget slot. The
 #: study system attr of the same name records what the warm start added.
 ATTR_WARM = "hpo:warm_start"

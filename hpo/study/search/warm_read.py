@@ -2,7 +2,7 @@
 
 Everything here only reads, and every problem is a :class:`SpecError` whose message starts
 with ``where`` (the spec file and the field, ``studies/x.yaml: warm_start.study``), raised
-before anything is written. Fitting the records to the new space is ``hpo.study.warm``'s.
+before anything is written. Fitting the records to the new space is ``hpo.study.search.warm``'s.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
 from hpo.errors import SpecError
-from hpo.study.storage import Storage, open_storage, redact
+from hpo.study.storage.connect import Storage, open_storage, redact
 
 
 @dataclass(frozen=True)

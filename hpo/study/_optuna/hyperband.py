@@ -26,7 +26,7 @@ from optuna.pruners._successive_halving import _completed_rung_key, _get_current
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
-from hpo.study.cache import TrialCache
+from hpo.study._optuna.trial_cache import TrialCache
 
 _RUNG = "completed_rung_"
 

@@ -14,9 +14,9 @@ from optuna.trial import TrialState
 
 from hpo.spec import StudySpec
 from hpo.study import EpochMeter, load, next_trial
+from hpo.study._optuna.trial_cache import set_user_attrs
 from hpo.study.artifacts import TrialFiles, open_store, root_number
-from hpo.study.cache import set_user_attrs
-from hpo.study.retry import enqueue_retry, heartbeat
+from hpo.study.claims.retry import enqueue_retry, heartbeat
 from hpo.worker.trial import Emit, TrialOutcome, run_trial
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ import sqlalchemy.exc
 from optuna.exceptions import StorageInternalError
 
 from hpo.errors import StorageError
-from hpo.study.upsert import UpsertWrites
+from hpo.study._optuna.sql_writes import UpsertWrites
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Warm start: a new study begins from an earlier one's results (spec ``warm_start:``).
 
-When the study is *created* (once, under the lock that creates it: ``hpo.study.session``),
+When the study is *created* (once, under the lock that creates it: ``hpo.study.handle``),
 the earlier study's complete trials that fit the new space are added to it as history for the
 sampler, and its ``top_k`` best configurations are enqueued as the study's first trials.
 
@@ -40,11 +40,11 @@ from optuna.trial import FrozenTrial
 
 from hpo.errors import SpecError
 from hpo.spec import CategoricalParam, FloatParam, StudySpec, is_active, ordered
-from hpo.study.budget import ATTR_WARM
-from hpo.study.ranking import ranked
-from hpo.study.storage import Storage, redact
-from hpo.study.upsert import UpsertWrites
-from hpo.study.warm_read import Record, Source, read_file, read_study
+from hpo.study._optuna.sql_writes import UpsertWrites
+from hpo.study.claims.budget import ATTR_WARM
+from hpo.study.search.ranking import ranked
+from hpo.study.search.warm_read import Record, Source, read_file, read_study
+from hpo.study.storage.connect import Storage, redact
 
 log = logging.getLogger(__name__)
 

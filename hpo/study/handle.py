@@ -17,12 +17,13 @@ from sqlalchemy.exc import ArgumentError
 
 from hpo.errors import StorageError, StudyConflictError
 from hpo.spec import StudySpec
-from hpo.study import budget, warm
-from hpo.study.cache import TrialCache
-from hpo.study.epochs import raise_epoch_budget, read_epochs
-from hpo.study.search import build_pruner, build_sampler
-from hpo.study.storage import Storage, open_storage, redact, schema_lock, study_lock
-from hpo.study.upsert import UpsertWrites
+from hpo.study._optuna.sql_writes import UpsertWrites
+from hpo.study._optuna.trial_cache import TrialCache
+from hpo.study.claims import budget
+from hpo.study.claims.epochs import raise_epoch_budget, read_epochs
+from hpo.study.search import warm
+from hpo.study.search.build import build_pruner, build_sampler
+from hpo.study.storage.connect import Storage, open_storage, redact, schema_lock, study_lock
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ def prepare(
 
     Everything from creating Optuna's tables to setting the budget happens under the
     database's schema lock, so any number of nodes started at one instant agree: exactly one
-    creates the study (and adds its warm start, :mod:`hpo.study.warm`), the others join it or
+    creates the study (and adds its warm start, :mod:`hpo.study.search.warm`), the others join it or
     (with a different spec) are refused.
 
     Raises:

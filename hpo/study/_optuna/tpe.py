@@ -31,7 +31,7 @@ from optuna.samplers._tpe.sampler import _get_pruned_trial_score, default_gamma
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.study.cache import TrialCache, finished_log
+from hpo.study._optuna.trial_cache import TrialCache, finished_log
 
 _CONSIDERED = (TrialState.COMPLETE, TrialState.PRUNED)
 _KNOWN = (FloatDistribution, IntDistribution, CategoricalDistribution)

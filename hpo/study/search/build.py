@@ -23,9 +23,9 @@ from hpo.spec import (
     is_active,
     ordered,
 )
-from hpo.study.hyperband import FastAshaPruner, FastHyperbandPruner
-from hpo.study.mftpe import MultiFidelityTPESampler, rungs
-from hpo.study.tpe import FastTPESampler
+from hpo.study._optuna.hyperband import FastAshaPruner, FastHyperbandPruner
+from hpo.study._optuna.mftpe import MultiFidelityTPESampler, rungs
+from hpo.study._optuna.tpe import FastTPESampler
 
 
 def worker_seed(base: int | None, worker: int) -> int | None:
@@ -60,7 +60,7 @@ def build_sampler(spec: StudySpec, worker: int = 0) -> optuna.samplers.BaseSampl
             constant_liar=s.constant_liar,
         )
     if isinstance(s, RandomSpec | GridSpec):
-        # Grid points are enqueued in the storage once (hpo.study.budget), each trial arrives
+        # Grid points are enqueued in the storage once (hpo.study.claims.budget), each trial arrives
         # with all its parameters fixed, so a grid study's sampler is never asked for a value.
         return optuna.samplers.RandomSampler(seed=seed)
     return _optuna_sampler(s, seed)
