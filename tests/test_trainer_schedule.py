@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from conftest import TINY_TRAIN
 from hpo.models import build_model
 from hpo.trainer import TrainConfig, fit
 from hpo.trainer import step as trainer_step
+from hpo.trainer.optim import build_optimizer, param_groups
 from hpo.trainer.schedule import Schedule
 from hpo.trainer.transfer import phase_of
 
@@ -87,3 +89,15 @@ def test_every_step_runs_at_the_schedules_lr_across_phases_and_resume(
     for i, groups in enumerate(seen, start=2 * per_epoch):
         head = _expected_lr(config, per_epoch, i)
         assert [lr for lr, _ in groups] == pytest.approx([head * s for _, s in groups]), i
+
+
+def test_param_groups_carry_a_scale_and_no_lr() -> None:
+    """The groups hold only ``lr_scale``; the optimizer's LR is a placeholder until a schedule
+    applies (so a forgotten schedule trains nothing rather than at a stale LR)."""
+    config = _config(model="resnet18", lr=0.09, layer_decay=1 / 3)
+    groups = param_groups(build_model("resnet18", 10, 1, 8), config)
+    assert all("lr" not in g for g in groups)
+    optimizer = build_optimizer(config, groups)
+    assert {g["lr"] for g in optimizer.param_groups} == {0.0}
+    Schedule("constant", 0.09, 1.0, 1).apply(optimizer)
+    assert all(math.isclose(g["lr"], 0.09 * g["lr_scale"]) for g in optimizer.param_groups)
