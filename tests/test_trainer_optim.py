@@ -71,6 +71,7 @@ def test_layer_decay_gives_each_resnet_stage_a_third_of_the_next() -> None:
     config = _config(model="resnet18", lr=0.09, layer_decay=1 / 3)
     model = build_model("resnet18", 10, 1, 8)
     optimizer = build_optimizer(config, param_groups(model, config))
+    Schedule("constant", config.lr, 1.0, 1).apply(optimizer)  # the LR's only writer
     lr_of = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
     named = dict(model.named_parameters())
     expect = {"fc": 0.09, "layer4": 0.03, "layer3": 0.01, "layer2": 0.09 / 27}

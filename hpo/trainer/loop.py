@@ -117,9 +117,10 @@ def _restore(run: Run, state: dict[str, Any]) -> int:
     checkpoint.check_format(state)
     epoch = int(state["epoch"])
     run.model.load_state_dict(state["model"])
-    run.optimizer.load_state_dict(state["optimizer"])
+    run.optimizer.load_state_dict(state["optimizer"])  # its groups bring back saved LRs too
     run.enter_epoch(epoch)  # the phase (frozen or not) and its schedule as they were
     run.schedule.load_state_dict(state["scheduler"])
+    run.schedule.apply(run.optimizer)  # the schedule, not the saved state, decides the LR
     run.step.scaler.load_state_dict(state["scaler"])
     run.stopper.load_state_dict(state["early_stopping"])
     checkpoint.set_rng_state(state["rng"])

@@ -3,7 +3,8 @@
 Parameter groups: each stage of the model (stem ... head, see :func:`hpo.models.parts.stages`)
 gets ``lr_scale``, the share of the head's LR it trains at; biases and normalisation weights
 (1-d tensors) get no weight decay, as is common practice (they share their stage's group when
-there is no weight decay at all).
+there is no weight decay at all). Neither the groups nor the optimizer hold a real LR: the
+schedule (:mod:`hpo.trainer.schedule`) alone writes it, as ``peak * factor * lr_scale``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ from hpo.trainer.config import TrainConfig
 
 #: ``optimizer: auto`` picks AdamW below this many training samples (and for transformers).
 AUTO_SMALL_DATA = 10_000
+#: The LR an optimizer is built with. Torch optimizers require one, but the schedule writes every
+#: group's LR before the first step; zero, so an optimizer no schedule drives (the batch-size
+#: probe, which only measures memory) updates nothing rather than training at a plausible LR.
+PLACEHOLDER_LR = 0.0
 
 
 def resolve_optimizer(config: TrainConfig, train_samples: int) -> str:
@@ -61,7 +66,6 @@ def param_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
                     {
                         "params": params,
                         "weight_decay": wd,
-                        "lr": config.lr * scale,
                         "lr_scale": scale,
                         "stage": depth,
                     }
@@ -72,9 +76,10 @@ def param_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
 def build_optimizer(
     config: TrainConfig, groups: list[dict[str, Any]], name: str | None = None
 ) -> torch.optim.Optimizer:
-    """The optimizer ``name`` (default: ``config.optimizer``) over ``groups``."""
+    """The optimizer ``name`` (default: ``config.optimizer``) over ``groups``, at
+    :data:`PLACEHOLDER_LR` until a :class:`~hpo.trainer.schedule.Schedule` applies its LR."""
     name = name or config.optimizer
-    lr = config.lr
+    lr = PLACEHOLDER_LR
     if name == "sgd":
         return torch.optim.SGD(
             groups,

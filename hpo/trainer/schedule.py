@@ -1,9 +1,14 @@
-"""The learning-rate schedule, stepped after every optimizer step.
+"""The learning-rate schedule, stepped after every optimizer step: the only writer of the LR.
 
 Warm-up rises linearly to the peak over ``warmup_epochs``; then ``cosine`` or ``linear`` falls
 to ``peak * lrf`` exactly at the phase's last optimizer step, and ``constant`` stays at the peak.
 Each parameter group's LR is ``peak * group['lr_scale'] * factor``: ``lr_scale`` carries the
 layer-wise decay, so one schedule drives every stage.
+
+Nothing else sets an LR: the parameter groups carry only ``lr_scale``, the optimizer is built
+with a placeholder (:data:`hpo.trainer.optim.PLACEHOLDER_LR`), and :meth:`Schedule.apply` runs
+when a phase's schedule is built (before its first step), after every optimizer step, and after
+a checkpoint's optimizer state (which holds the LRs it was saved with) is loaded.
 """
 
 from __future__ import annotations

@@ -45,30 +45,37 @@ class Run:
     def schedule(self) -> Schedule:
         return self.step.schedule
 
-    def steps_per_epoch(self) -> int:
-        return math.ceil(self.train.num_batches / self.config.accumulate)
-
     def enter_epoch(self, epoch: int) -> None:
         """Switch phase (freeze / unfreeze, new schedule) when ``epoch`` starts a new one."""
         phase = phase_of(self.config, epoch)
         if phase == self.phase:
             return
         self.phase = phase
-        frozen = phase.index == FROZEN
-        set_backbone_trainable(self.model, self.head, not frozen)
-        self.step.frozen_head = self.head if frozen else None
-        self.step.schedule = _schedule(self.config, phase, self.steps_per_epoch())
-        self.step.schedule.apply(self.optimizer)
+        self.step.frozen_head = _freeze_for(phase, self.model, self.head)
+        self.step.schedule = _schedule(self.config, phase, self.train, self.optimizer)
 
 
-def _schedule(config: TrainConfig, phase: Phase, steps_per_epoch: int) -> Schedule:
-    return Schedule(
+def _freeze_for(phase: Phase, model: nn.Module, head: str) -> str | None:
+    """Freeze the backbone for feature extraction (unfreeze it otherwise); the frozen head."""
+    frozen = phase.index == FROZEN
+    set_backbone_trainable(model, head, not frozen)
+    return head if frozen else None
+
+
+def _schedule(
+    config: TrainConfig, phase: Phase, train: Batches, optimizer: torch.optim.Optimizer
+) -> Schedule:
+    """``phase``'s schedule, applied: the optimizer's LRs are its first step's from here on."""
+    steps_per_epoch = math.ceil(train.num_batches / config.accumulate)
+    schedule = Schedule(
         kind=config.schedule,
         peak=phase.peak_lr,
         lrf=config.lrf,
         total=phase.epochs * steps_per_epoch,
         warmup=round(config.warmup_epochs * steps_per_epoch),
     )
+    schedule.apply(optimizer)
+    return schedule
 
 
 def _build_model(config: TrainConfig, inputs: Inputs, device: torch.device) -> nn.Module:
@@ -128,13 +135,15 @@ def prepare(
     metric, direction = monitor or ("val_loss", "minimize")
     if metric not in METRICS or direction not in ("maximize", "minimize"):
         raise ValueError(f"cannot monitor {monitor!r}: metric one of {METRICS}, then a direction")
+    phase, head = phase_of(config, 1), head_name(model)
     step = TrainStep(
         model=maybe_compile(model, config),
         optimizer=optimizer,
         scaler=precision.scaler(device),
         precision=precision,
         device=device,
-        schedule=Schedule("constant", config.lr, 1.0, 1),  # replaced by the first phase's
+        schedule=_schedule(config, phase, train, optimizer),  # the LR's only writer
+        frozen_head=_freeze_for(phase, model, head),
         accumulate=config.accumulate,
         clip_grad_norm=config.clip_grad_norm,
         label_smoothing=config.label_smoothing,
@@ -142,11 +151,11 @@ def prepare(
     )
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    run = Run(
+    return Run(
         config=config,
         device=device,
         model=model,
-        head=head_name(model),
+        head=head,
         train=train,
         val=val,
         optimizer=optimizer,
@@ -155,7 +164,5 @@ def prepare(
         step=step,
         stopper=EarlyStopping(metric, direction, config.patience, config.min_delta),
         batch_size=batch_size,
-        phase=Phase(0, 0, 0, 0.0),
+        phase=phase,
     )
-    run.enter_epoch(1)
-    return run
