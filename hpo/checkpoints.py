@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import optuna
 
-    from hpo.study.artifacts import TrialFiles
+    from hpo.study import TrialFiles
 
 log = logging.getLogger(__name__)
 

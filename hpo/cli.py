@@ -19,8 +19,9 @@ from rich.text import Text
 from typer.core import TyperCommand
 
 from hpo.errors import HpoError, SpecError, StorageError
+from hpo.keys import ATTR_FAIL_REASON
 from hpo.progress import STATES, fmt_params, fmt_values, make_progress
-from hpo.study.storage.connect import quiet_optuna
+from hpo.study import quiet_optuna
 
 app = typer.Typer(
     name="hpo",
@@ -98,7 +99,7 @@ def _errors(func: F) -> F:
 def validate(spec_path: SpecArg, verbose: VerboseOpt = False) -> None:
     """Check a study file without running it (exit 2 on the first problem)."""
     from hpo.spec import load_objective, load_spec, objective_form
-    from hpo.study.search.warm import check as check_warm_start
+    from hpo.study import check_warm_start
 
     spec = load_spec(spec_path)
     mode = (
@@ -280,7 +281,7 @@ def _trials_table(trials: list[Any], metric: str) -> Table:
             f"{secs:.1f}" if secs else "-",
             where,
             fmt_params(t.params),
-            str(t.user_attrs.get("fail_reason", "")) if failed else "",
+            str(t.user_attrs.get(ATTR_FAIL_REASON, "")) if failed else "",
         )
         table.add_row(*(Text(c) for c in cells))
     return table
@@ -320,7 +321,7 @@ def best(
         raise StorageError(f"study {spec.name!r} has no completed trial yet")
     entries = [_best_record(t, spec) for t in front]
     if download is not None:
-        from hpo.study.artifacts import download_best, open_store, resolve_artifacts
+        from hpo.study import download_best, open_store, resolve_artifacts
 
         store = open_store(resolve_artifacts(artifacts, spec.artifacts.path))
         for trial, entry in zip(front, entries, strict=True):
@@ -358,7 +359,7 @@ def _best_record(trial: Any, spec: Any) -> dict[str, Any]:
         **values,
         "params": trial.params,
         # a completed retry carries its predecessor's fail_reason: not a reason for a best trial
-        "user_attrs": {k: v for k, v in trial.user_attrs.items() if k != "fail_reason"},
+        "user_attrs": {k: v for k, v in trial.user_attrs.items() if k != ATTR_FAIL_REASON},
     }
 
 
@@ -378,8 +379,7 @@ def proxy(
     """Serve the storage through Optuna's gRPC proxy (workers: --storage grpc://HOST:PORT)."""
     _extra("grpc", "proxy", "hpo proxy")
     _extra("google.protobuf", "proxy", "hpo proxy")
-    from hpo.study import open_storage, redact
-    from hpo.study.storage.proxy import serve
+    from hpo.study import open_storage, redact, serve_proxy
 
     url = _storage_url(storage)
     if url.startswith("grpc://"):
@@ -389,7 +389,7 @@ def proxy(
         f"serving {redact(url)} on grpc://{host}:{port} (no TLS: keep it on a private network)",
         highlight=False,
     )
-    serve(backend, host, port)
+    serve_proxy(backend, host, port)
 
 
 @app.command(cls=_Command)
@@ -409,7 +409,7 @@ def dashboard(
     """Serve optuna-dashboard on the study's storage (the embedded default too), until Ctrl-C."""
     from hpo.insight import start_dashboard
     from hpo.spec import ArtifactSpec, load_spec
-    from hpo.study.artifacts import resolve_artifacts
+    from hpo.study import resolve_artifacts
 
     if spec_path is None and not study:
         url, name = _storage_url(storage), None

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpo.errors import StorageError
+from hpo.keys import ATTR_FAIL_REASON
 
 if TYPE_CHECKING:
     import optuna
@@ -130,7 +131,7 @@ class StudyView:
         trial = own_best(self.study)
         if trial is None:
             return None
-        attrs = {k: v for k, v in trial.user_attrs.items() if k != "fail_reason"}
+        attrs = {k: v for k, v in trial.user_attrs.items() if k != ATTR_FAIL_REASON}
         assert trial.value is not None
         return Best(trial.number, trial.value, dict(trial.params), attrs, trial)
 
@@ -154,7 +155,7 @@ class StudyView:
             StorageError: no completed trial, or the best one has no best-model artifact.
         """
         from hpo.spec import ArtifactSpec
-        from hpo.study.artifacts import download_best, open_store, resolve_artifacts
+        from hpo.study import download_best, open_store, resolve_artifacts
 
         default = (self.spec.artifacts if self.spec else ArtifactSpec()).path
         store = open_store(resolve_artifacts(artifacts, default))

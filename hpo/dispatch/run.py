@@ -19,6 +19,7 @@ from hpo.dispatch.plan import detect_gpus, plan_workers
 from hpo.dispatch.supervisor import DELIBERATE, Supervisor
 from hpo.dispatch.watch import FirstFailures, Observer, Ticker
 from hpo.errors import SpecError
+from hpo.keys import ENV_ARTIFACTS, ENV_NODE
 from hpo.models import MODELS
 from hpo.spec import ENV_OBJECTIVE_PATH, StudySpec, objective_root
 from hpo.study import (
@@ -35,13 +36,11 @@ from hpo.study import (
     redact,
     requeue,
     snapshot,
+    trial_id_of,
 )
-from hpo.study.artifacts import ENV_ARTIFACTS
 
 log = logging.getLogger(__name__)
 
-#: Overrides this node's name (default: the host name), e.g. one per Slurm task on a host.
-ENV_NODE = "HPO_NODE_NAME"
 
 #: Datasets fetched over the network: fetched once here, before workers start in parallel.
 DOWNLOADED = ("mnist", "fashion_mnist", "cifar10", "flowers102")
@@ -113,7 +112,7 @@ def _release_orphans(
         for t in handle.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if t.user_attrs.get("node") == node and t.user_attrs.get("pid") == pid:
                 reason = f"worker died (exit {code})"
-                requeue(handle.study, t._trial_id, reason, spec.retry.max_retries, counted)
+                requeue(handle.study, trial_id_of(t), reason, spec.retry.max_retries, counted)
     except Exception as exc:  # noqa: BLE001 - storage down: the heartbeat path takes over
         log.warning("could not hand back the trial of worker pid %d: %s", pid, exc)
 

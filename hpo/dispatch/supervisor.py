@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from hpo.dispatch.plan import WorkerPlan
+from hpo.keys import ENV_STORAGE
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ class Supervisor:
             **os.environ,
             **self.extra_env,
             **plan.env(),
-            "HPO_STORAGE": self.storage_url,
+            ENV_STORAGE: self.storage_url,
             "PYTHONUNBUFFERED": "1",
         }
         with open(log_path, "a") as err:

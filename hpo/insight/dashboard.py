@@ -87,7 +87,7 @@ def _artifact_store(location: str | None) -> Any:
     """The study's artifact store, or None where there is none to read (no such directory)."""
     if not location or (not location.startswith("s3://") and not Path(location).is_dir()):
         return None
-    from hpo.study.artifacts import open_store
+    from hpo.study import open_store
 
     return open_store(location)
 

@@ -9,8 +9,8 @@ from typing import IO, Any, Literal
 
 import optuna
 
-from hpo.study import metric_names
-from hpo.study.claims.budget import ATTR_WARM
+from hpo.keys import ATTR_WARM
+from hpo.study import FAILED_TRIAL, metric_names
 
 Format = Literal["csv", "json"]
 #: The fixed CSV columns; ``params_<name>`` and ``user_attrs_<name>`` columns follow.
@@ -42,7 +42,7 @@ def trial_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
             trial.datetime_complete.isoformat() if trial.datetime_complete else None
         ),
         "duration_s": trial.duration.total_seconds() if trial.duration else None,
-        "retry_of": trial.system_attrs.get("failed_trial"),  # the failed trial this one re-runs
+        "retry_of": trial.system_attrs.get(FAILED_TRIAL),  # the failed trial this one re-runs
         # warm-start history: the earlier trial it copies (it is not one of the study's own)
         "warm_start": trial.system_attrs.get(ATTR_WARM),
         "params": dict(trial.params),

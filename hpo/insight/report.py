@@ -20,6 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo.insight.export import write_trials
 from hpo.insight.plots import plotly_figure, plots_for, save_png, skip_reason
+from hpo.keys import ATTR_WARM
 from hpo.study import (
     ATTR_DESCRIPTION,
     ATTR_NODES,
@@ -29,7 +30,6 @@ from hpo.study import (
     own_front,
     system_attrs,
 )
-from hpo.study.claims.budget import ATTR_WARM
 
 
 @dataclass

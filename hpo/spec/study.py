@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from hpo.errors import SpecError
+from hpo.keys import ENV_OBJECTIVE_PATH
 from hpo.spec.space import Param, grid_points, ordered, unreachable_conditions
 from hpo.spec.storage_url import normalize_storage_url
 from hpo.trainer.config import METRICS, TrainConfig
@@ -543,11 +544,6 @@ class LocatedError(ValueError):
 def _at(loc: tuple[str | int, ...], message: str) -> LocatedError:
     return LocatedError(loc, message)
 
-
-#: Directories (separated by os.pathsep) searched for ``objective:`` modules, after the spec
-#: file's directory and before the working directory; ``hpo run`` hands its workers the one
-#: the objective was found in.
-ENV_OBJECTIVE_PATH = "HPO_OBJECTIVE_PATH"
 
 #: ``trial``: Optuna's ``fn(trial)``; ``params``: hpo's ``fn(params, report)``.
 ObjectiveForm = Literal["trial", "params"]

@@ -1,7 +1,24 @@
-"""Optuna study plumbing: storage, samplers, pruners, the trial budget, create or join."""
+"""Optuna study plumbing: the front door for the rest of hpo.
+
+- ``storage/``: opening the storage URL, creation locks, riding out outages;
+- ``claims/``: the trial budget and its claims, the epoch budget, retries of lost trials;
+- ``search/``: the sampler and pruner a spec names, warm starts, ranking;
+- ``_optuna/``: everything built on Optuna's internals (the boundary; see its docstring);
+- ``handle.py`` (create or join a study), ``summary.py``, ``notes.py``, ``artifacts.py``.
+"""
 
 from __future__ import annotations
 
+from hpo.study._optuna import FAILED_TRIAL, trial_id_of
+from hpo.study._optuna import frozen as frozen_trial
+from hpo.study._optuna.trial_cache import set_user_attrs
+from hpo.study.artifacts import (
+    TrialFiles,
+    download_best,
+    open_store,
+    resolve_artifacts,
+    root_number,
+)
 from hpo.study.claims.budget import (
     budget_used,
     claim,
@@ -21,7 +38,7 @@ from hpo.study.claims.epochs import (
     epoch_count,
     raise_epoch_budget,
 )
-from hpo.study.claims.retry import enqueue_retry, fail_stale
+from hpo.study.claims.retry import enqueue_retry, fail_stale, heartbeat
 from hpo.study.handle import (
     ATTR_DESCRIPTION,
     ATTR_METRIC,
@@ -36,6 +53,7 @@ from hpo.study.handle import (
 )
 from hpo.study.notes import ATTR_NODES, describe_setup, record_node, redact_command
 from hpo.study.search.build import build_pruner, build_sampler, suggest, worker_seed
+from hpo.study.search.warm import check as check_warm_start
 from hpo.study.storage.connect import (
     ENV_STORAGE,
     connection_headroom,
@@ -46,9 +64,22 @@ from hpo.study.storage.connect import (
     schema_lock,
     study_lock,
 )
+from hpo.study.storage.proxy import serve as serve_proxy
 from hpo.study.summary import Snapshot, own_best, own_front, slot_counts, snapshot
 
 __all__ = [
+    "FAILED_TRIAL",
+    "check_warm_start",
+    "serve_proxy",
+    "TrialFiles",
+    "download_best",
+    "frozen_trial",
+    "heartbeat",
+    "open_store",
+    "resolve_artifacts",
+    "root_number",
+    "set_user_attrs",
+    "trial_id_of",
     "EPOCH_BUDGET_SPENT",
     "EpochCount",
     "EpochMeter",

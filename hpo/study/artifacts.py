@@ -24,8 +24,9 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial
 
 from hpo.errors import SpecError, StorageError
+from hpo.keys import ENV_ARTIFACTS
+from hpo.study._optuna import FAILED_TRIAL, storage_of
 
-ENV_ARTIFACTS = "HPO_ARTIFACTS"
 BEST_MODEL = "best_model.pt"
 #: The content type a best model is served with (a PyTorch pickle: bytes to download).
 MODEL_MIMETYPE = "application/octet-stream"
@@ -52,7 +53,7 @@ def open_store(location: str) -> Any:
 
 def root_number(trial: FrozenTrial) -> int:
     """The number of the original trial a retry continues (its own number otherwise)."""
-    return int(trial.system_attrs.get("failed_trial", trial.number))
+    return int(trial.system_attrs.get(FAILED_TRIAL, trial.number))
 
 
 class TrialFiles:
@@ -119,7 +120,9 @@ def download_best(study: optuna.Study, trial: FrozenTrial, store: Any, target: P
         StorageError: the trial has no best-model artifact.
     """
     metas = [
-        m for m in get_all_artifact_meta(trial, storage=study._storage) if m.filename == BEST_MODEL
+        m
+        for m in get_all_artifact_meta(trial, storage=storage_of(study))
+        if m.filename == BEST_MODEL
     ]
     if not metas:
         raise StorageError(f"trial {trial.number} has no {BEST_MODEL} artifact")

@@ -16,7 +16,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from hpo.errors import StorageError, StudyConflictError
+from hpo.keys import ATTR_DESCRIPTION, ATTR_METRIC, ATTR_SPACE, ATTR_WORKERS
 from hpo.spec import StudySpec
+from hpo.study._optuna import storage_of, study_id_of
 from hpo.study._optuna.sql_writes import UpsertWrites
 from hpo.study._optuna.trial_cache import TrialCache
 from hpo.study.claims import budget
@@ -26,13 +28,6 @@ from hpo.study.search.build import build_pruner, build_sampler
 from hpo.study.storage.connect import Storage, open_storage, redact, schema_lock, study_lock
 
 log = logging.getLogger(__name__)
-
-#: Study system attrs written once at creation; a joining spec must agree with them.
-ATTR_METRIC = "hpo:metric"
-ATTR_SPACE = "hpo:space"
-ATTR_DESCRIPTION = "hpo:description"
-#: Study system attr: how many worker processes have registered (the next one's number).
-ATTR_WORKERS = "hpo:workers"
 
 
 def _fingerprint(spec: StudySpec) -> dict[str, str]:
@@ -125,7 +120,7 @@ def prepare(
         )
         if study_id is None:
             for key, value in {**_fingerprint(spec), ATTR_DESCRIPTION: spec.description}.items():
-                storage.set_study_system_attr(study._study_id, key, value)
+                storage.set_study_system_attr(study_id_of(study), key, value)
         if study.metric_names is None:  # new, or created by an hpo that did not name it
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -135,7 +130,7 @@ def prepare(
         if spec.budget.max_epochs_total is not None:
             raise_epoch_budget(study, storage, spec.budget.max_epochs_total)
         added = warm.apply(study, storage, plan, budget.get_budget(study)) if plan else None
-    epochs = read_epochs(storage, study._study_id)
+    epochs = read_epochs(storage, study_id_of(study))
     if epochs is None or not epochs.spent:  # a spent study gets no more waiting trials
         # Behind a proxy no lock is shared: only a node that set the budget fills the pool.
         budget.refill(study, storage, spec, force=raised)
@@ -172,7 +167,7 @@ def load(spec: StudySpec, url: str) -> StudyHandle:
         pruner=build_pruner(spec),
     )
     if cache is not None:
-        cache.refresh(study._study_id)  # the one full read of the study, before any trial
+        cache.refresh(study_id_of(study))  # the one full read of the study, before any trial
     return StudyHandle(study, storage, created=False, worker_number=number)
 
 
@@ -192,7 +187,7 @@ def register_worker(storage: Storage, study_id: int, name: str) -> int:
 
 def system_attrs(study: optuna.Study) -> dict[str, Any]:
     """The study's system attrs (``hpo:metric``, ``hpo:nodes``, ...); Optuna 5 has no accessor."""
-    return study._storage.get_study_system_attrs(study._study_id)
+    return storage_of(study).get_study_system_attrs(study_id_of(study))
 
 
 def metric_names(study: optuna.Study) -> list[str]:

@@ -20,12 +20,12 @@ from typing import Any
 
 import optuna
 
+from hpo.keys import ATTR_NODES
 from hpo.spec import AshaSpec, HyperbandSpec, StudySpec
+from hpo.study._optuna import study_id_of
 from hpo.study.handle import ATTR_DESCRIPTION, StudyHandle
 from hpo.study.storage.connect import redact, study_lock
 
-#: Study system attr: the list of node records, oldest first.
-ATTR_NODES = "hpo:nodes"
 #: Records kept in ``hpo:nodes`` (the oldest are dropped), and shown in the note.
 MAX_NODES = 100
 NOTE_NODES = 20
@@ -96,10 +96,10 @@ def record_node(
     }
     study, storage = handle.study, handle.storage
     with study_lock(storage, study.study_name):
-        attrs = storage.get_study_system_attrs(study._study_id)
+        attrs = storage.get_study_system_attrs(study_id_of(study))
         before: list[dict[str, Any]] = list(attrs.get(ATTR_NODES, []))
         after = (before + [entry])[-MAX_NODES:]
-        storage.set_study_system_attr(study._study_id, ATTR_NODES, after)
+        storage.set_study_system_attr(study_id_of(study), ATTR_NODES, after)
         description = str(attrs.get(ATTR_DESCRIPTION, ""))
         previous = note_body(study.study_name, description, before, setup)
         _refresh_note(study, previous, note_body(study.study_name, description, after, setup))

@@ -8,6 +8,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.study._optuna import FAILED_TRIAL, backend_of, storage_of, study_id_of
 from hpo.study.claims.budget import is_warm
 from hpo.study.claims.epochs import EpochCount, epoch_count
 from hpo.study.search.ranking import pareto_front
@@ -50,9 +51,9 @@ def snapshot(study: optuna.Study) -> Snapshot:
     """Read the study's counts per state and its best completed trial (for several metrics,
     the Pareto front: the trials no other trial beats on every metric). Warm-start history is
     left out of both: it is an earlier study's result, not this one's."""
-    storage = study._storage
-    counts = {s.name: storage.get_n_trials(study._study_id, state=s) for s in TrialState}
-    warm = history_count(storage.get_study_system_attrs(study._study_id))
+    storage = storage_of(study)
+    counts = {s.name: storage.get_n_trials(study_id_of(study), state=s) for s in TrialState}
+    warm = history_count(storage.get_study_system_attrs(study_id_of(study)))
     counts["COMPLETE"] = max(0, counts["COMPLETE"] - warm)  # history is all COMPLETE
     retries, epochs = _retries(study), epoch_count(study)
     if len(study.directions) > 1:
@@ -75,7 +76,7 @@ def snapshot(study: optuna.Study) -> Snapshot:
 
 def _warm(study: optuna.Study, warm: int | None) -> int:
     if warm is None:
-        return history_count(study._storage.get_study_system_attrs(study._study_id))
+        return history_count(storage_of(study).get_study_system_attrs(study_id_of(study)))
     return warm
 
 
@@ -116,12 +117,11 @@ def own_front(study: optuna.Study, warm: int | None = None) -> list[FrozenTrial]
 def _retries(study: optuna.Study) -> int:
     """How many trials are retries (system attr ``failed_trial``), in one query where the
     storage has one (hpo's database storage); 0 behind a gRPC proxy."""
-    # Optuna wraps the database storage in its _CachedStorage (``_backend``).
-    backend = getattr(study._storage, "_backend", study._storage)
+    backend = backend_of(storage_of(study))
     like = getattr(backend, "system_attrs_like", None)
     if like is None:
         return 0
-    return len(like(study._study_id, "failed_trial", 0, []))
+    return len(like(study_id_of(study), FAILED_TRIAL, 0, []))
 
 
 def slot_counts(trials: list[FrozenTrial]) -> dict[str, int]:

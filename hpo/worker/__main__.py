@@ -12,9 +12,9 @@ import threading
 from typing import Any
 
 from hpo.errors import HpoError
+from hpo.keys import ENV_ARTIFACTS
 from hpo.spec import StudySpec
 from hpo.study import ENV_STORAGE, quiet_optuna
-from hpo.study.artifacts import ENV_ARTIFACTS
 from hpo.worker.serve import WorkerContext, run_worker
 
 

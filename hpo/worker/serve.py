@@ -12,11 +12,20 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
+from hpo.keys import ATTR_FAIL_REASON
 from hpo.spec import StudySpec
-from hpo.study import EpochMeter, load, next_trial
-from hpo.study._optuna.trial_cache import set_user_attrs
-from hpo.study.artifacts import TrialFiles, open_store, root_number
-from hpo.study.claims.retry import enqueue_retry, heartbeat
+from hpo.study import (
+    EpochMeter,
+    TrialFiles,
+    enqueue_retry,
+    frozen_trial,
+    heartbeat,
+    load,
+    next_trial,
+    open_store,
+    root_number,
+    set_user_attrs,
+)
 from hpo.worker.trial import Emit, TrialOutcome, run_trial
 
 log = logging.getLogger(__name__)
@@ -74,7 +83,7 @@ def _finish(
     killed on the way leaves a retry that still resumes."""
     attrs = dict(outcome.attrs)
     if outcome.reason:
-        attrs["fail_reason"] = outcome.reason
+        attrs[ATTR_FAIL_REASON] = outcome.reason
     set_user_attrs(trial, attrs)
     keep = outcome.state == TrialState.COMPLETE or (
         outcome.state == TrialState.PRUNED and ctx.spec.artifacts.keep_pruned
@@ -93,7 +102,7 @@ def _finish(
         # retried without limit and resumes; a failure of the trial's own counts.
         retried = enqueue_retry(
             study,
-            study._storage.get_trial(trial._trial_id),
+            frozen_trial(trial),
             counted=not outcome.interrupted,
             max_retries=ctx.spec.retry.max_retries,
         )
@@ -148,7 +157,7 @@ def run_worker(ctx: WorkerContext, stop: threading.Event, emit: Emit) -> int:
         # stale, so a worker killed right after claiming must already have written one.
         with heartbeat(trial, storage):
             _record_start(trial, ctx, device_name)
-            key = root_number(study._storage.get_trial(trial._trial_id))
+            key = root_number(frozen_trial(trial))
             outcome = run_trial(trial, ctx.spec, ctx.device, stop, emit, files, key, meter)
             _finish_or_skip(study, trial, outcome, ctx, files, key)
         emit(

@@ -9,7 +9,7 @@ from typing import Any
 
 from hpo.errors import TrialError
 from hpo.spec import StudySpec, TrainConfig
-from hpo.study.artifacts import TrialFiles
+from hpo.study import TrialFiles
 from hpo.worker.reporter import TrialReporter
 from hpo.worker.values import Value
 

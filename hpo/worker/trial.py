@@ -22,8 +22,7 @@ from optuna.trial import TrialState
 from hpo.checkpoints import bind
 from hpo.errors import EpochBudgetSpent, Interrupted, StorageError, TrialError
 from hpo.spec import StudySpec, load_objective, objective_form
-from hpo.study import EPOCH_BUDGET_SPENT, EpochMeter, suggest
-from hpo.study.artifacts import TrialFiles
+from hpo.study import EPOCH_BUDGET_SPENT, EpochMeter, TrialFiles, suggest
 from hpo.worker.reporter import Emit, TrialReporter
 from hpo.worker.training import free_memory, train_trial
 from hpo.worker.values import Value, as_told, as_values

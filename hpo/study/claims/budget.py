@@ -24,7 +24,16 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.keys import ATTR_BUDGET, ATTR_WARM
 from hpo.spec import GridSpec, StudySpec
+from hpo.study._optuna import (
+    FAILED_TRIAL,
+    FIXED_PARAMS,
+    forget_trials,
+    pop_waiting,
+    storage_of,
+    study_id_of,
+)
 from hpo.study._optuna.sql_writes import UpsertWrites
 from hpo.study._optuna.trial_cache import TrialCache
 from hpo.study.claims.retry import fail_and_retry
@@ -35,13 +44,7 @@ log = logging.getLogger(__name__)
 
 def is_retry(trial: FrozenTrial) -> bool:
     """Whether ``trial`` re-runs a failed one (created by the retry callback)."""
-    return "failed_trial" in trial.system_attrs
-
-
-#: Trial system attr of a warm start's history trial (``hpo.study.search.warm``: an earlier study's
-#: result, copied for the sampler), naming where it came from; it takes no budget slot. The
-#: study system attr of the same name records what the warm start added.
-ATTR_WARM = "hpo:warm_start"
+    return FAILED_TRIAL in trial.system_attrs
 
 
 def is_warm(trial: FrozenTrial) -> bool:
@@ -58,19 +61,18 @@ def _key(params: dict[str, Any]) -> str:
     return json.dumps(params, sort_keys=True, default=repr)
 
 
-ATTR_BUDGET = "hpo:n_trials"
 #: Waiting budget trials kept in the storage at most (a refill adds up to this many).
 POOL = 8
 
 
 def set_budget(study: optuna.Study, n_trials: int | None) -> None:
     """Record the study's total trial budget (None: no trial limit)."""
-    study._storage.set_study_system_attr(study._study_id, ATTR_BUDGET, n_trials)
+    storage_of(study).set_study_system_attr(study_id_of(study), ATTR_BUDGET, n_trials)
 
 
 def get_budget(study: optuna.Study) -> int | None:
     """The study's trial budget: None for no trial limit, 0 for a study hpo never prepared."""
-    value = study._storage.get_study_system_attrs(study._study_id).get(ATTR_BUDGET, 0)
+    value = storage_of(study).get_study_system_attrs(study_id_of(study)).get(ATTR_BUDGET, 0)
     return None if value is None else int(value)
 
 
@@ -120,12 +122,12 @@ def refill(study: optuna.Study, storage: Storage, spec: StudySpec, force: bool =
         if missing <= 0:
             return 0
         if isinstance(spec.sampler, GridSpec):
-            seen = {_key(t.system_attrs.get("fixed_params", t.params)) for t in trials}
+            seen = {_key(t.system_attrs.get(FIXED_PARAMS, t.params)) for t in trials}
             points = [p for p in _shuffled_grid(spec) if _key(p) not in seen][:missing]
         else:
             points = [{}] * missing
         if isinstance(storage, UpsertWrites) and storage.upserts:
-            storage.enqueue_waiting(study._study_id, points)
+            storage.enqueue_waiting(study_id_of(study), points)
         else:
             for params in points:
                 study.enqueue_trial(params)
@@ -143,7 +145,7 @@ def next_trial(study: optuna.Study, storage: Storage, spec: StudySpec) -> optuna
 
 
 def _any_waiting(study: optuna.Study) -> bool:
-    return bool(study._storage.get_n_trials(study._study_id, state=TrialState.WAITING))
+    return bool(storage_of(study).get_n_trials(study_id_of(study), state=TrialState.WAITING))
 
 
 def _shuffled_grid(spec: StudySpec) -> list[dict[str, Any]]:
@@ -162,12 +164,12 @@ def claim(study: optuna.Study) -> optuna.Trial | None:
     The state change is atomic in the storage (FOR UPDATE on PostgreSQL, BEGIN IMMEDIATE on
     SQLite), so two workers never run the same trial.
     """
-    study._thread_local.cached_all_trials = None  # same per-trial sync as Study.ask
-    storage = study._storage
+    forget_trials(study)  # the per-trial sync Study.ask does
+    storage = storage_of(study)
     if isinstance(storage, TrialCache) and storage.backend.upserts:
-        trial_id = storage.claim(study._study_id)
+        trial_id = storage.claim(study_id_of(study))
     else:
-        trial_id = study._pop_waiting_trial_id()
+        trial_id = pop_waiting(study)
     if trial_id is None:
         return None
     return optuna.Trial(study, trial_id)

@@ -32,14 +32,13 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
+from hpo.keys import ATTR_EPOCH_BUDGET, ATTR_EPOCHS
+from hpo.study._optuna import storage_of, study_id_of
 from hpo.study._optuna.sql_writes import UpsertWrites
 from hpo.study.storage.connect import Storage, study_lock
 
 log = logging.getLogger(__name__)
 
-#: Study system attrs: the epoch budget, and the epochs trained so far.
-ATTR_EPOCH_BUDGET = "hpo:max_epochs_total"
-ATTR_EPOCHS = "hpo:epochs"
 #: ``user_attrs['stop_reason']`` of a trial stopped because the epoch budget was spent.
 EPOCH_BUDGET_SPENT = "epoch budget spent"
 
@@ -80,7 +79,7 @@ def read_epochs(storage: Any, study_id: int) -> EpochCount | None:
 
 def epoch_count(study: optuna.Study) -> EpochCount | None:
     """:func:`read_epochs` of an open study (for status and the progress display)."""
-    return read_epochs(study._storage, study._study_id)
+    return read_epochs(storage_of(study), study_id_of(study))
 
 
 def trained_epochs(trial: FrozenTrial) -> int:
@@ -98,7 +97,7 @@ def raise_epoch_budget(study: optuna.Study, storage: Storage, max_epochs: int) -
     epoch budget added to a running study covers its whole history. Call it under the schema
     lock, as :func:`hpo.study.budget.raise_budget`.
     """
-    study_id = study._study_id
+    study_id = study_id_of(study)
     attrs = storage.get_study_system_attrs(study_id)
     current = attrs.get(ATTR_EPOCH_BUDGET)
     if current is not None and max_epochs <= int(current):
@@ -129,19 +128,19 @@ class EpochMeter:
     @classmethod
     def open(cls, storage: Storage, study: optuna.Study) -> EpochMeter | None:
         """The meter of ``study``, or None when it has no epoch budget (one query)."""
-        if read_epochs(storage, study._study_id) is None:
+        if read_epochs(storage, study_id_of(study)) is None:
             return None
         return cls(storage, study)
 
     def read(self) -> EpochCount:
         """The count and budget now (one query): before claiming a trial."""
-        found = read_epochs(self.storage, self.study._study_id)
+        found = read_epochs(self.storage, study_id_of(self.study))
         assert found is not None, "an epoch budget is never removed"
         return found
 
     def add(self) -> EpochCount:
         """Count one epoch trained; the count after it and the budget (one statement)."""
-        study_id = self.study._study_id
+        study_id = study_id_of(self.study)
         if self._db is not None:
             row = self._db.add_to_study_attr(study_id, ATTR_EPOCHS, 1, ATTR_EPOCH_BUDGET)
             assert row is not None and row[1] is not None, "the epoch count is never removed"

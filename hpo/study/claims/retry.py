@@ -27,19 +27,25 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-log = logging.getLogger(__name__)
+from hpo.keys import ATTR_FAIL_REASON, ATTR_FAILURES
+from hpo.study._optuna import (
+    ARTIFACT_PREFIX,
+    FAILED_TRIAL,
+    RETRY_HISTORY,
+    heartbeat_thread,
+    stale_trial_ids,
+    storage_of,
+    study_id_of,
+)
 
-#: Trial system attr: failures the trial itself caused, over the original and its retries.
-ATTR_FAILURES = "hpo:failures"
-#: Optuna's artifact links on a trial (``optuna.artifacts.upload_artifact``).
-_ARTIFACT_PREFIX = "artifacts:"
+log = logging.getLogger(__name__)
 
 
 def retry_attrs(trial: FrozenTrial, counted: bool) -> dict[str, Any]:
     """The system attrs of ``trial``'s retry: linked to the original, artifacts left behind."""
-    attrs = {k: v for k, v in trial.system_attrs.items() if not k.startswith(_ARTIFACT_PREFIX)}
-    attrs.setdefault("failed_trial", trial.number)
-    attrs["retry_history"] = [*attrs.get("retry_history", []), trial.number]
+    attrs = {k: v for k, v in trial.system_attrs.items() if not k.startswith(ARTIFACT_PREFIX)}
+    attrs.setdefault(FAILED_TRIAL, trial.number)
+    attrs[RETRY_HISTORY] = [*attrs.get(RETRY_HISTORY, []), trial.number]
     attrs[ATTR_FAILURES] = int(attrs.get(ATTR_FAILURES, 0)) + int(counted)
     return attrs
 
@@ -74,9 +80,9 @@ def fail_and_retry(
 ) -> bool:
     """Fail a RUNNING trial with ``reason`` and queue its retry; False when another process
     finished it first (then that process queued the retry)."""
-    storage = study._storage
+    storage = storage_of(study)
     try:
-        storage.set_trial_user_attr(trial_id, "fail_reason", reason)
+        storage.set_trial_user_attr(trial_id, ATTR_FAIL_REASON, reason)
         if not storage.set_trial_state_values(trial_id, TrialState.FAIL):
             return False
     except UpdateFinishedTrialError:
@@ -92,13 +98,12 @@ def fail_stale(study: optuna.Study, max_retries: int) -> list[int]:
     Optuna's ``fail_stale_trials`` does the same but marks the trial FAIL before its callback
     runs, after which no ``fail_reason`` can be written; here the reason comes first.
     """
-    storage = study._storage
-    stale = getattr(storage, "_get_stale_trial_ids", None)
-    interval = getattr(storage, "get_heartbeat_interval", lambda: None)
-    if stale is None or interval() is None:
+    storage = storage_of(study)
+    stale = stale_trial_ids(storage, study_id_of(study))
+    if stale is None:
         return []  # a gRPC proxy, or heartbeats off
     failed = []
-    for trial_id in stale(study._study_id):
+    for trial_id in stale:
         node = storage.get_trial_user_attrs(trial_id).get("node", "?")
         reason = f"heartbeat lost (node {node})"
         if fail_and_retry(study, trial_id, reason, counted=False, max_retries=max_retries):
@@ -110,10 +115,8 @@ def fail_stale(study: optuna.Study, max_retries: int) -> list[int]:
 
 def heartbeat(trial: optuna.Trial, storage: Any) -> Any:
     """Optuna's heartbeat thread for ``trial`` (a no-op where heartbeats are off), as a
-    context manager: the one place hpo reaches into ``optuna.storages._heartbeat``."""
-    from optuna.storages._heartbeat import get_heartbeat_thread
-
-    return get_heartbeat_thread(trial._trial_id, storage)
+    context manager."""
+    return heartbeat_thread(trial, storage)
 
 
 def stale_callback(max_retries: int) -> Any:

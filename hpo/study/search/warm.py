@@ -39,7 +39,9 @@ from optuna.distributions import (
 from optuna.trial import FrozenTrial
 
 from hpo.errors import SpecError
+from hpo.keys import ATTR_CONFIG
 from hpo.spec import CategoricalParam, FloatParam, StudySpec, is_active, ordered
+from hpo.study._optuna import study_id_of
 from hpo.study._optuna.sql_writes import UpsertWrites
 from hpo.study.claims.budget import ATTR_WARM
 from hpo.study.search.ranking import ranked
@@ -48,8 +50,6 @@ from hpo.study.storage.connect import Storage, redact
 
 log = logging.getLogger(__name__)
 
-#: User attr of a first trial: the earlier trial whose configuration it runs again.
-ATTR_CONFIG = "warm_start_config"
 #: Why a record was not used, by reason.
 MISSING, OUTSIDE = "missing", "outside"
 
@@ -275,13 +275,13 @@ def apply(study: optuna.Study, storage: Storage, plan: WarmPlan, budget: int | N
     """Add the history and enqueue the first trials (at most ``budget``); returns the line
     that says so. Call once, where the study is created, under the same lock."""
     if isinstance(storage, UpsertWrites) and storage.upserts:
-        storage.add_finished_trials(study._study_id, plan.history)  # one transaction
+        storage.add_finished_trials(study_id_of(study), plan.history)  # one transaction
     else:
         study.add_trials(plan.history)
     first = plan.first if budget is None else plan.first[:budget]
     for params, label in first:
         study.enqueue_trial(params, user_attrs={ATTR_CONFIG: label})
-    storage.set_study_system_attr(study._study_id, ATTR_WARM, plan.record(len(first)))
+    storage.set_study_system_attr(study_id_of(study), ATTR_WARM, plan.record(len(first)))
     line = plan.describe(len(first))
     log.info("%s", line)
     return line

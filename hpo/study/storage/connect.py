@@ -19,6 +19,7 @@ from optuna.storages import BaseStorage, RDBStorage
 from sqlalchemy.engine import make_url
 
 from hpo.errors import SpecError, StorageError
+from hpo.keys import ENV_STORAGE
 from hpo.spec import RetrySpec
 from hpo.spec.storage_url import normalize_storage_url
 from hpo.study._optuna.resilient import (
@@ -35,7 +36,6 @@ Storage = ResilientRDBStorage | BaseStorage
 
 log = logging.getLogger(__name__)
 
-ENV_STORAGE = "HPO_STORAGE"
 #: The embedded default: a SQLite file in the working directory, safe for several local worker
 #: processes (WAL, BEGIN IMMEDIATE) and readable by ``optuna-dashboard sqlite:///hpo.db``.
 DEFAULT_DB = "hpo.db"
