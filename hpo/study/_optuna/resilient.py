@@ -1,42 +1,30 @@
 """An RDBStorage that rides out database restarts and dropped connections.
 
-Every storage call is retried with exponential backoff while the database is unreachable, for up
-to ``outage_seconds``; after that a :class:`StorageError` says so in one line. The calls hpo
-makes are idempotent on retry (reports, attributes and heartbeats overwrite; a state change that
-already went through raises ``UpdateFinishedTrialError``, which the worker expects).
+Each storage method hpo's processes call (directly, or through Optuna's ``_CachedStorage``,
+which also calls private ones) is wrapped with ``hpo.study.storage.outage.ride_out``. The calls
+hpo makes are idempotent on retry (reports, attributes and heartbeats overwrite; a state change
+that already went through raises ``UpdateFinishedTrialError``, which the worker expects).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import re
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import sqlalchemy.exc
-from optuna.exceptions import StorageInternalError
-
 from hpo.errors import StorageError
 from hpo.study._optuna.sql_writes import UpsertWrites
+from hpo.study.storage.outage import ride_out
 
 log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
-T = TypeVar("T")
-
-#: A lost connection shows as OperationalError / InterfaceError; a session that was mid-transaction
-#: when it was lost then refuses to reconnect until rolled back (PendingRollbackError).
-_CONNECTION_ERRORS = (
-    sqlalchemy.exc.OperationalError,
-    sqlalchemy.exc.InterfaceError,
-    sqlalchemy.exc.PendingRollbackError,
-)
 
 #: RDBStorage methods hpo's processes call (directly, or through Optuna's _CachedStorage, which
 #: also calls the private ones), each wrapped with the retry loop.
-_RETRIED = (
+RETRIED = (
     # The one call that is not idempotent: retried after a commit whose answer was lost, it
     # adds again (an epoch counted twice, never one missed: the epoch budget errs on the side
     # of stopping early).
@@ -77,74 +65,6 @@ _RETRIED = (
 )
 
 
-#: Connection errors that no wait will cure: fail at once instead of riding them out.
-_PERMANENT = re.compile(
-    r"authentication failed|password|does not exist|could not translate host name|"
-    r"no pg_hba.conf entry|role .* is not permitted",
-    re.IGNORECASE,
-)
-
-
-def is_connection_error(exc: BaseException) -> bool:
-    """True for a lost or refused database connection (also "too many clients"), also when
-    Optuna wrapped it; False for errors that waiting will not cure (a wrong password)."""
-    if isinstance(exc, StorageInternalError):
-        exc = exc.__cause__ or exc
-    if _PERMANENT.search(str(getattr(exc, "orig", None) or exc)):
-        return False
-    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(exc, _CONNECTION_ERRORS)
-
-
-#: Connecting, these mean a server that is there but busy, starting or out of reach for now:
-#: worth waiting for. A refused connection at the first connect is more likely a wrong port.
-_BUSY = re.compile(
-    r"too many clients|remaining connection slots|starting up|shutting down|recovery mode|"
-    r"timeout expired|timed out",
-    re.IGNORECASE,
-)
-
-
-def is_busy_server(exc: BaseException) -> bool:
-    """A connection error worth waiting for when opening the storage (too many clients)."""
-    return is_connection_error(exc) and bool(_BUSY.search(_first_line(exc)))
-
-
-def ride_out(
-    call: Callable[[], T],
-    outage_seconds: float,
-    on_failure: Callable[[], None] = lambda: None,
-    retryable: Callable[[BaseException], bool] = is_connection_error,
-) -> T:
-    """``call()``, retried with backoff while the database is unreachable or refuses clients.
-
-    Raises:
-        StorageError: still unreachable after ``outage_seconds`` (one line, no traceback).
-    """
-    delay, started = 0.2, time.monotonic()
-    while True:
-        try:
-            return call()
-        except (StorageInternalError, *_CONNECTION_ERRORS, sqlalchemy.exc.DBAPIError) as exc:
-            if not retryable(exc):
-                raise
-            waited = time.monotonic() - started
-            if waited + delay > outage_seconds:
-                raise StorageError(
-                    f"storage unreachable for {waited:.0f} s (retry.storage_outage "
-                    f"{outage_seconds:.0f} s): {_first_line(exc)}"
-                ) from None
-            log.warning(
-                "storage unreachable (%s); retrying for up to %.0f s more",
-                _first_line(exc),
-                outage_seconds - waited,
-            )
-            on_failure()
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
-
-
 def _retrying(method: F) -> F:
     @functools.wraps(method)
     def wrapper(self: ResilientRDBStorage, *args: Any, **kwargs: Any) -> Any:
@@ -152,13 +72,8 @@ def _retrying(method: F) -> F:
             lambda: method(self, *args, **kwargs), self.outage_seconds, self._after_failure
         )
 
+    wrapper.retried = True  # type: ignore[attr-defined]  # checked by the contract test
     return wrapper  # type: ignore[return-value]
-
-
-def _first_line(exc: BaseException) -> str:
-    cause = exc.__cause__ if isinstance(exc, StorageInternalError) else exc
-    orig = getattr(cause, "orig", None) or cause
-    return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
 
 
 class ResilientRDBStorage(UpsertWrites):
@@ -195,5 +110,5 @@ class ResilientRDBStorage(UpsertWrites):
         return self.last_outage is not None and time.monotonic() - self.last_outage < window
 
 
-for _name in _RETRIED:
+for _name in RETRIED:
     setattr(ResilientRDBStorage, _name, _retrying(getattr(UpsertWrites, _name)))

@@ -33,7 +33,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from hpo.keys import ATTR_EPOCH_BUDGET, ATTR_EPOCHS
-from hpo.study._optuna import storage_of, study_id_of
+from hpo.study._optuna import backend_of, storage_of, study_id_of
 from hpo.study._optuna.sql_writes import UpsertWrites
 from hpo.study.storage.connect import Storage, study_lock
 
@@ -56,9 +56,9 @@ class EpochCount:
 
 
 def _backend(storage: Any) -> UpsertWrites | None:
-    """The database storage with hpo's one-statement operations, if there is one (Optuna's
-    ``_CachedStorage`` and hpo's ``TrialCache`` wrap it as ``_backend``)."""
-    backend = getattr(storage, "_backend", storage)
+    """The database storage with hpo's one-statement operations, if there is one (behind
+    Optuna's or hpo's per-process cache)."""
+    backend = backend_of(storage)
     return backend if isinstance(backend, UpsertWrites) and backend.upserts else None
 
 

@@ -39,11 +39,10 @@ from optuna.distributions import (
 from optuna.trial import FrozenTrial
 
 from hpo.errors import SpecError
-from hpo.keys import ATTR_CONFIG
+from hpo.keys import ATTR_CONFIG, ATTR_WARM
 from hpo.spec import CategoricalParam, FloatParam, StudySpec, is_active, ordered
 from hpo.study._optuna import study_id_of
 from hpo.study._optuna.sql_writes import UpsertWrites
-from hpo.study.claims.budget import ATTR_WARM
 from hpo.study.search.ranking import ranked
 from hpo.study.search.warm_read import Record, Source, read_file, read_study
 from hpo.study.storage.connect import Storage, redact

@@ -22,13 +22,9 @@ from hpo.errors import SpecError, StorageError
 from hpo.keys import ENV_STORAGE
 from hpo.spec import RetrySpec
 from hpo.spec.storage_url import normalize_storage_url
-from hpo.study._optuna.resilient import (
-    ResilientRDBStorage,
-    is_busy_server,
-    is_connection_error,
-    ride_out,
-)
+from hpo.study._optuna.resilient import ResilientRDBStorage
 from hpo.study.claims.retry import stale_callback
+from hpo.study.storage.outage import is_busy_server, is_connection_error, ride_out
 from hpo.study.storage.proxy import open_proxy
 
 #: What hpo opens: a database with retries and heartbeats, or a gRPC storage proxy.

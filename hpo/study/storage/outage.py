@@ -1,0 +1,103 @@
+"""Riding out a database outage: which errors mean "unreachable for now", and the retry loop.
+
+Every storage call is retried with exponential backoff while the database is unreachable, for up
+to ``outage_seconds``; after that a :class:`StorageError` says so in one line.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import sqlalchemy.exc
+from optuna.exceptions import StorageInternalError
+
+from hpo.errors import StorageError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: A lost connection shows as OperationalError / InterfaceError; a session that was mid-transaction
+#: when it was lost then refuses to reconnect until rolled back (PendingRollbackError).
+_CONNECTION_ERRORS = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.PendingRollbackError,
+)
+
+#: Connection errors that no wait will cure: fail at once instead of riding them out.
+_PERMANENT = re.compile(
+    r"authentication failed|password|does not exist|could not translate host name|"
+    r"no pg_hba.conf entry|role .* is not permitted",
+    re.IGNORECASE,
+)
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """True for a lost or refused database connection (also "too many clients"), also when
+    Optuna wrapped it; False for errors that waiting will not cure (a wrong password)."""
+    if isinstance(exc, StorageInternalError):
+        exc = exc.__cause__ or exc
+    if _PERMANENT.search(str(getattr(exc, "orig", None) or exc)):
+        return False
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, _CONNECTION_ERRORS)
+
+
+#: Connecting, these mean a server that is there but busy, starting or out of reach for now:
+#: worth waiting for. A refused connection at the first connect is more likely a wrong port.
+_BUSY = re.compile(
+    r"too many clients|remaining connection slots|starting up|shutting down|recovery mode|"
+    r"timeout expired|timed out",
+    re.IGNORECASE,
+)
+
+
+def is_busy_server(exc: BaseException) -> bool:
+    """A connection error worth waiting for when opening the storage (too many clients)."""
+    return is_connection_error(exc) and bool(_BUSY.search(first_line(exc)))
+
+
+def ride_out(
+    call: Callable[[], T],
+    outage_seconds: float,
+    on_failure: Callable[[], None] = lambda: None,
+    retryable: Callable[[BaseException], bool] = is_connection_error,
+) -> T:
+    """``call()``, retried with backoff while the database is unreachable or refuses clients.
+
+    Raises:
+        StorageError: still unreachable after ``outage_seconds`` (one line, no traceback).
+    """
+    delay, started = 0.2, time.monotonic()
+    while True:
+        try:
+            return call()
+        except (StorageInternalError, *_CONNECTION_ERRORS, sqlalchemy.exc.DBAPIError) as exc:
+            if not retryable(exc):
+                raise
+            waited = time.monotonic() - started
+            if waited + delay > outage_seconds:
+                raise StorageError(
+                    f"storage unreachable for {waited:.0f} s (retry.storage_outage "
+                    f"{outage_seconds:.0f} s): {first_line(exc)}"
+                ) from None
+            log.warning(
+                "storage unreachable (%s); retrying for up to %.0f s more",
+                first_line(exc),
+                outage_seconds - waited,
+            )
+            on_failure()
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def first_line(exc: BaseException) -> str:
+    cause = exc.__cause__ if isinstance(exc, StorageInternalError) else exc
+    orig = getattr(cause, "orig", None) or cause
+    return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
