@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
+from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.study._optuna import FAILED_TRIAL, backend_of, storage_of, study_id_of
@@ -115,12 +116,14 @@ def own_front(study: optuna.Study, warm: int | None = None) -> list[FrozenTrial]
 
 
 def _retries(study: optuna.Study) -> int:
-    """How many trials are retries (system attr ``failed_trial``), in one query where the
-    storage has one (hpo's database storage); 0 behind a gRPC proxy."""
+    """How many trials are retries (system attr ``failed_trial``): one query where the storage
+    has one (hpo's database storage), a read of the trials otherwise."""
     backend = backend_of(storage_of(study))
     like = getattr(backend, "system_attrs_like", None)
-    if like is None:
-        return 0
+    if like is None:  # Optuna's own storage (plain paths); behind a gRPC proxy: not counted
+        if not isinstance(backend, RDBStorage):
+            return 0
+        return sum(FAILED_TRIAL in t.system_attrs for t in study.get_trials(deepcopy=False))
     return len(like(study_id_of(study), FAILED_TRIAL, 0, []))
 
 

@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from optuna.storages import RDBStorage
+
 from hpo.errors import StorageError
 from hpo.study._optuna.sql_writes import UpsertWrites
 from hpo.study.storage.outage import ride_out
@@ -67,7 +69,7 @@ RETRIED = (
 
 def _retrying(method: F) -> F:
     @functools.wraps(method)
-    def wrapper(self: ResilientRDBStorage, *args: Any, **kwargs: Any) -> Any:
+    def wrapper(self: _Resilient, *args: Any, **kwargs: Any) -> Any:
         return ride_out(
             lambda: method(self, *args, **kwargs), self.outage_seconds, self._after_failure
         )
@@ -76,7 +78,7 @@ def _retrying(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-class ResilientRDBStorage(UpsertWrites):
+class _Resilient(RDBStorage):
     """RDBStorage whose calls survive a database outage of up to ``outage_seconds``."""
 
     def __init__(self, url: str, *, outage_seconds: float = 300.0, **kwargs: Any) -> None:
@@ -100,8 +102,9 @@ class ResilientRDBStorage(UpsertWrites):
         """A heartbeat that outlives an outage: the heartbeat thread must keep beating once
         the database is back, or a live trial would be failed as stale. The trial loop's own
         storage calls decide whether the worker gives up."""
+        beat = super().record_heartbeat
         try:
-            _retrying(UpsertWrites.record_heartbeat)(self, trial_id)
+            ride_out(lambda: beat(trial_id), self.outage_seconds, self._after_failure)
         except StorageError as exc:
             log.warning("heartbeat of trial id %d not recorded: %s", trial_id, exc)
 
@@ -110,5 +113,17 @@ class ResilientRDBStorage(UpsertWrites):
         return self.last_outage is not None and time.monotonic() - self.last_outage < window
 
 
-for _name in RETRIED:
-    setattr(ResilientRDBStorage, _name, _retrying(getattr(UpsertWrites, _name)))
+class ResilientRDBStorage(_Resilient, UpsertWrites):
+    """hpo's database storage: one-statement reads and writes, riding out outages."""
+
+
+class PlainResilientStorage(_Resilient):
+    """Optuna's own ``RDBStorage``, riding out outages: the storage of the plain Optuna paths
+    (``fast_paths``). Only methods the installed Optuna has are wrapped."""
+
+
+for _cls in (ResilientRDBStorage, PlainResilientStorage):
+    for _name in RETRIED:
+        _method = getattr(_cls, _name, None)
+        if _method is not None:
+            setattr(_cls, _name, _retrying(_method))

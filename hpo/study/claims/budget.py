@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from typing import Any
 
 import optuna
@@ -34,6 +35,7 @@ from hpo.study._optuna import (
     storage_of,
     study_id_of,
 )
+from hpo.study._optuna.fast_paths import fast_paths
 from hpo.study._optuna.sql_writes import UpsertWrites
 from hpo.study._optuna.trial_cache import TrialCache
 from hpo.study.claims.retry import fail_and_retry
@@ -164,6 +166,8 @@ def claim(study: optuna.Study) -> optuna.Trial | None:
     The state change is atomic in the storage (FOR UPDATE on PostgreSQL, BEGIN IMMEDIATE on
     SQLite), so two workers never run the same trial.
     """
+    if not fast_paths():
+        return _claim_by_ask(study)
     forget_trials(study)  # the per-trial sync Study.ask does
     storage = storage_of(study)
     if isinstance(storage, TrialCache) and storage.backend.upserts:
@@ -173,6 +177,18 @@ def claim(study: optuna.Study) -> optuna.Trial | None:
     if trial_id is None:
         return None
     return optuna.Trial(study, trial_id)
+
+
+def _claim_by_ask(study: optuna.Study) -> optuna.Trial | None:
+    """The plain Optuna claim: ``Study.ask`` pops the oldest WAITING trial. Under the study
+    lock no other worker can empty the pool between the check and the ask, so it never
+    creates a trial (behind a gRPC proxy, where there is no lock, it can near the end)."""
+    with study_lock(storage_of(study), study.study_name):
+        if not _any_waiting(study):
+            return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "heartbeat ... used with Study.optimize": hpo beats
+            return study.ask()
 
 
 def requeue(

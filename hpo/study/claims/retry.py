@@ -20,7 +20,10 @@ which the retry writes anew.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import optuna
@@ -36,7 +39,9 @@ from hpo.study._optuna import (
     stale_trial_ids,
     storage_of,
     study_id_of,
+    trial_id_of,
 )
+from hpo.study._optuna.fast_paths import fast_paths
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +103,9 @@ def fail_stale(study: optuna.Study, max_retries: int) -> list[int]:
     Optuna's ``fail_stale_trials`` does the same but marks the trial FAIL before its callback
     runs, after which no ``fail_reason`` can be written; here the reason comes first.
     """
+    if not fast_paths():
+        optuna.storages.fail_stale_trials(study)  # retries queued by ``stale_callback``
+        return []
     storage = storage_of(study)
     stale = stale_trial_ids(storage, study_id_of(study))
     if stale is None:
@@ -114,9 +122,35 @@ def fail_stale(study: optuna.Study, max_retries: int) -> list[int]:
 
 
 def heartbeat(trial: optuna.Trial, storage: Any) -> Any:
-    """Optuna's heartbeat thread for ``trial`` (a no-op where heartbeats are off), as a
-    context manager."""
-    return heartbeat_thread(trial, storage)
+    """A heartbeat thread for ``trial`` while it runs, as a context manager (a no-op where
+    heartbeats are off): Optuna's own on the fast paths, hpo's on the plain ones."""
+    if fast_paths():
+        return heartbeat_thread(trial, storage)
+    return _beating(trial, storage)
+
+
+@contextlib.contextmanager
+def _beating(trial: optuna.Trial, storage: Any) -> Iterator[None]:
+    """What Optuna's heartbeat thread does, on its public storage methods."""
+    interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
+    if interval is None:
+        yield
+        return
+    done, trial_id = threading.Event(), trial_id_of(trial)
+
+    def beat() -> None:
+        while True:
+            storage.record_heartbeat(trial_id)
+            if done.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, name=f"hpo-heartbeat-{trial.number}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
 
 
 def stale_callback(max_retries: int) -> Any:

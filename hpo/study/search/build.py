@@ -23,6 +23,7 @@ from hpo.spec import (
     is_active,
     ordered,
 )
+from hpo.study._optuna.fast_paths import fast_paths
 from hpo.study._optuna.hyperband import FastAshaPruner, FastHyperbandPruner
 from hpo.study._optuna.mftpe import MultiFidelityTPESampler, rungs
 from hpo.study._optuna.tpe import FastTPESampler
@@ -40,30 +41,29 @@ def build_sampler(spec: StudySpec, worker: int = 0) -> optuna.samplers.BaseSampl
     """The sampler named by ``spec.sampler``, seeded for the study's ``worker``-th worker."""
     s = spec.sampler
     seed = worker_seed(s.seed, worker)
-    if isinstance(s, TpeSpec) and spec.multi_fidelity:
-        return MultiFidelityTPESampler(
-            rungs=pruning_rungs(spec),
-            seed=seed,
-            n_startup_trials=s.n_startup_trials,
-            n_ei_candidates=s.n_ei_candidates,
-            multivariate=s.multivariate,
-            group=s.multivariate and any(p.when for p in spec.space.values()),
-            constant_liar=s.constant_liar,
-        )
     if isinstance(s, TpeSpec):
-        return FastTPESampler(
-            seed=seed,
-            n_startup_trials=s.n_startup_trials,
-            n_ei_candidates=s.n_ei_candidates,
-            multivariate=s.multivariate,
-            group=s.multivariate and any(p.when for p in spec.space.values()),
-            constant_liar=s.constant_liar,
-        )
+        options = _tpe_options(spec, s, seed)
+        if not fast_paths():  # plain Optuna: multi-fidelity TPE is hpo's own, so plain TPE
+            return optuna.samplers.TPESampler(**options)
+        if spec.multi_fidelity:
+            return MultiFidelityTPESampler(rungs=pruning_rungs(spec), **options)
+        return FastTPESampler(**options)
     if isinstance(s, RandomSpec | GridSpec):
         # Grid points are enqueued in the storage once (hpo.study.claims.budget), each trial arrives
         # with all its parameters fixed, so a grid study's sampler is never asked for a value.
         return optuna.samplers.RandomSampler(seed=seed)
     return _optuna_sampler(s, seed)
+
+
+def _tpe_options(spec: StudySpec, s: TpeSpec, seed: int | None) -> dict[str, Any]:
+    return {
+        "seed": seed,
+        "n_startup_trials": s.n_startup_trials,
+        "n_ei_candidates": s.n_ei_candidates,
+        "multivariate": s.multivariate,
+        "group": s.multivariate and any(p.when for p in spec.space.values()),
+        "constant_liar": s.constant_liar,
+    }
 
 
 def _optuna_sampler(
@@ -127,11 +127,16 @@ def build_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
     p = spec.pruner
     if isinstance(p, AshaSpec):
         assert spec.max_resource is not None  # the spec refuses ASHA without one
+        if not fast_paths():
+            return optuna.pruners.SuccessiveHalvingPruner(
+                spec.min_resource, p.reduction_factor, p.min_early_stopping_rate
+            )
         return FastAshaPruner(
             spec.min_resource, spec.max_resource, p.reduction_factor, p.min_early_stopping_rate
         )
     if isinstance(p, HyperbandSpec):
-        return FastHyperbandPruner(
+        kind = FastHyperbandPruner if fast_paths() else optuna.pruners.HyperbandPruner
+        return kind(
             min_resource=p.min_resource,
             max_resource=spec.max_resource or "auto",
             reduction_factor=p.reduction_factor,

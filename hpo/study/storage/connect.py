@@ -22,7 +22,8 @@ from hpo.errors import SpecError, StorageError
 from hpo.keys import ENV_STORAGE
 from hpo.spec import RetrySpec
 from hpo.spec.storage_url import normalize_storage_url
-from hpo.study._optuna.resilient import ResilientRDBStorage
+from hpo.study._optuna.fast_paths import fast_paths
+from hpo.study._optuna.resilient import PlainResilientStorage, ResilientRDBStorage
 from hpo.study.claims.retry import stale_callback
 from hpo.study.storage.outage import is_busy_server, is_connection_error, ride_out
 from hpo.study.storage.proxy import open_proxy
@@ -244,8 +245,10 @@ def open_storage(
             "heartbeat_stale_trial_callback": stale_callback(retry.max_retries),
         }
 
-    def construct() -> ResilientRDBStorage:
-        return ResilientRDBStorage(
+    kind = ResilientRDBStorage if fast_paths() else PlainResilientStorage
+
+    def construct() -> RDBStorage:
+        return kind(
             url,
             engine_kwargs=_engine_kwargs(url),
             skip_table_creation=not create_tables,

@@ -1,0 +1,53 @@
+"""Whether hpo's speed-ups on Optuna's internals are on.
+
+They are on for the Optuna releases CI tests (``TESTED_FROM`` up to, not including,
+``TESTED_BELOW``). With ``HPO_FAST_PATHS=0``, or under an Optuna release outside that range, hpo
+takes plain Optuna paths: Optuna's own ``RDBStorage`` and per-process cache, ``TPESampler``,
+``SuccessiveHalvingPruner`` / ``HyperbandPruner``, and ``Study.ask`` (under the study lock) to
+claim a trial from the budget pool. Results are the same; each trial costs more statements. The
+process says so once, in one line.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+
+import optuna
+from packaging.version import Version
+
+from hpo.keys import ENV_FAST_PATHS
+
+log = logging.getLogger(__name__)
+
+#: The Optuna releases CI runs the suite on (the lowest and the newest) bound this range.
+TESTED_FROM = Version("5.0.0")
+TESTED_BELOW = Version("5.1")
+
+_OFF = {"0", "false", "no", "off"}
+
+
+@functools.cache
+def fast_paths() -> bool:
+    """True where hpo may use its speed-ups on Optuna's internals (cached per process: call
+    ``fast_paths.cache_clear()`` after changing ``HPO_FAST_PATHS`` in-process)."""
+    reason = off_reason()
+    if reason is None:
+        return True
+    log.warning("hpo: plain Optuna paths (%s); results are the same, trials cost more", reason)
+    return False
+
+
+def off_reason() -> str | None:
+    """Why the fast paths are off, or None when they are on."""
+    setting = os.environ.get(ENV_FAST_PATHS, "").strip().lower()
+    if setting in _OFF:
+        return f"{ENV_FAST_PATHS}={setting}"
+    version = Version(optuna.__version__)
+    if not TESTED_FROM <= version < TESTED_BELOW:
+        return (
+            f"Optuna {version} is outside the range hpo is tested on, "
+            f"{TESTED_FROM} to below {TESTED_BELOW}"
+        )
+    return None

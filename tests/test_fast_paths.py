@@ -1,0 +1,172 @@
+"""The switch back to plain Optuna paths (``HPO_FAST_PATHS=0``, or an untested Optuna release):
+what it turns off, that it says so in one line, and that a real ``hpo run`` still works on it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+from conftest import tiny_spec
+from optuna.trial import TrialState
+
+from hpo.spec import StudySpec
+from hpo.study import build_pruner, build_sampler, claim, fail_stale, heartbeat, open_storage
+from hpo.study import prepare as prepare_study
+from hpo.study._optuna import fast_paths as switch
+from hpo.study._optuna import storage_of
+from hpo.study._optuna.fast_paths import fast_paths, off_reason
+from hpo.study._optuna.hyperband import FastAshaPruner, FastHyperbandPruner
+from hpo.study._optuna.mftpe import MultiFidelityTPESampler
+from hpo.study._optuna.resilient import PlainResilientStorage, ResilientRDBStorage
+from hpo.study._optuna.tpe import FastTPESampler
+from hpo.study._optuna.trial_cache import TrialCache
+
+NOTICE = "hpo: plain Optuna paths"
+
+
+@pytest.fixture
+def plain(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("HPO_FAST_PATHS", "0")
+    fast_paths.cache_clear()
+    yield
+    fast_paths.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_switch() -> Iterator[None]:
+    fast_paths.cache_clear()
+    yield
+    fast_paths.cache_clear()
+
+
+def _spec(name: str, **overrides: object) -> StudySpec:
+    base = tiny_spec(name, pruner={"type": "asha"}, budget={"n_trials": 5})
+    return StudySpec.model_validate({**base, **overrides})
+
+
+def test_the_switch_is_on_for_the_tested_release_and_off_outside_or_when_asked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("HPO_FAST_PATHS", raising=False)
+    assert off_reason() is None and fast_paths(), "CI installs only tested Optuna releases"
+    monkeypatch.setattr(switch.optuna, "__version__", "5.1.0")
+    assert "Optuna 5.1.0 is outside the range" in str(off_reason())
+    monkeypatch.setattr(switch.optuna, "__version__", "4.0.0")
+    assert "Optuna 4.0.0 is outside" in str(off_reason())
+    monkeypatch.undo()
+    monkeypatch.setenv("HPO_FAST_PATHS", "0")
+    assert off_reason() == "HPO_FAST_PATHS=0"
+    monkeypatch.setenv("HPO_FAST_PATHS", "1")
+    assert off_reason() is None
+
+
+def test_plain_paths_build_optunas_own_sampler_pruner_and_storage(
+    plain: None, sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    tpe = _spec("p", sampler={"type": "tpe", "multi_fidelity": True})
+    assert type(build_sampler(tpe)) is optuna.samplers.TPESampler
+    assert type(build_pruner(tpe)) is optuna.pruners.SuccessiveHalvingPruner
+    hyperband = _spec("h", pruner={"type": "hyperband"})
+    assert type(build_pruner(hyperband)) is optuna.pruners.HyperbandPruner
+    storage = open_storage(sqlite_url)
+    assert type(storage) is PlainResilientStorage
+    notices = [r.getMessage() for r in caplog.records if NOTICE in r.getMessage()]
+    assert notices == [f"{NOTICE} (HPO_FAST_PATHS=0); results are the same, trials cost more"]
+
+
+def test_fast_paths_build_hpos_own(sqlite_url: str) -> None:
+    tpe = _spec("f", sampler={"type": "tpe"})
+    assert type(build_sampler(tpe)) is FastTPESampler
+    assert type(build_pruner(tpe)) is FastAshaPruner
+    mf = _spec("m", sampler={"type": "tpe", "multi_fidelity": True})
+    assert type(build_sampler(mf)) is MultiFidelityTPESampler
+    hyperband = _spec("h", pruner={"type": "hyperband"})
+    assert type(build_pruner(hyperband)) is FastHyperbandPruner
+    assert type(open_storage(sqlite_url)) is ResilientRDBStorage
+
+
+@pytest.mark.parametrize("url", ["sqlite", "postgres"])
+def test_plain_claims_keep_the_budget_exact_and_beat_and_fail_stale_trials(
+    plain: None, url: str, request: pytest.FixtureRequest, unique_name: str
+) -> None:
+    url = request.getfixturevalue("sqlite_url" if url == "sqlite" else "postgres_url")
+    spec = _spec(unique_name, retry={"heartbeat_interval": 1, "grace_period": 2})
+    handle = prepare_study(spec, url)
+    assert not isinstance(storage_of(handle.study), TrialCache)  # Optuna's own cache
+    trials = []
+    while (trial := claim(handle.study)) is not None:
+        trials.append(trial)
+    assert len(trials) == 5, "the whole budget, and no trial more"
+    all_trials = handle.study.get_trials()
+    assert len(all_trials) == 5 and all(t.state == TrialState.RUNNING for t in all_trials)
+
+    with heartbeat(trials[0], handle.storage):
+        time.sleep(0.3)
+    for trial in trials[1:]:
+        handle.study.tell(trial, 1.0)
+    time.sleep(2.5)  # trial 0's heartbeat lapses (grace period 2 s)
+    fail_stale(handle.study, max_retries=1)
+    states = {t.number: t.state for t in handle.study.get_trials()}
+    assert states[0] == TrialState.FAIL
+    retry = [t for t in handle.study.get_trials() if t.system_attrs.get("failed_trial") == 0]
+    assert [t.state for t in retry] == [TrialState.WAITING], "the lost trial is queued again"
+
+
+OBJECTIVE = """
+import optuna
+
+
+def objective(trial: optuna.Trial) -> float:
+    x = trial.params["x"]
+    for step in range(1, 10):
+        trial.report(x * step, step)
+        if trial.should_prune():
+            raise optuna.TrialPruned()
+    return x * 9
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("setting", ["0", "1"])
+def test_hpo_run_on_plain_paths_runs_the_whole_budget_with_one_notice(
+    setting: str, tmp_path: Path, postgres_url: str, unique_name: str
+) -> None:
+    (tmp_path / "plainobj.py").write_text(OBJECTIVE)
+    (tmp_path / "study.yaml").write_text(
+        f"name: {unique_name}\n"
+        "objective: plainobj:objective\n"
+        "metric: {name: score, direction: maximize}\n"
+        "sampler: {type: tpe, seed: 3, n_startup_trials: 4}\n"
+        "pruner: {type: asha, max_resource: 9, reduction_factor: 3}\n"
+        "budget: {n_trials: 16}\n"
+        f"storage: {postgres_url}\n"
+        "space: {x: {type: float, low: 0, high: 1}}\n"
+    )
+    env = {**os.environ, "HPO_FAST_PATHS": setting, "PYTHONPATH": str(tmp_path)}
+    env.pop("HPO_STORAGE", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "hpo", "run", "study.yaml", "--workers", "2"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    trials = optuna.load_study(study_name=unique_name, storage=postgres_url).get_trials()
+    assert len(trials) == 16, "the budget is exact on both paths"
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    assert any(t.state == TrialState.PRUNED for t in trials), "ASHA pruned on both paths"
+    notices = [line for line in out.splitlines() if NOTICE in line]
+    if setting == "0":
+        assert notices and len(set(notices)) == 1, out
+        assert len(notices) == 1, f"one line, not one per process:\n{out}"
+    else:
+        assert notices == []
