@@ -246,7 +246,7 @@ def storage_url(
 ) -> str:
     """The storage URL hpo's precedence picks (``given`` > HPO_STORAGE > the spec's > the
     embedded default), normalized; a bad one is a SpecError naming who supplied it."""
-    from hpo.spec.storage_url import normalize_storage_url
+    from hpo.spec import normalize_storage_url
     from hpo.study import ENV_STORAGE, resolve_storage_url
 
     url = resolve_storage_url(given, spec_storage)

@@ -15,6 +15,9 @@ ENV_NODE = "HPO_NODE_NAME"
 #: file's directory and before the working directory; ``hpo run`` hands its workers the one
 #: the objective was found in.
 ENV_OBJECTIVE_PATH = "HPO_OBJECTIVE_PATH"
+#: The GPUs a worker process may use (one per worker), and its CPU threads.
+ENV_VISIBLE_GPUS = "CUDA_VISIBLE_DEVICES"
+ENV_THREADS = "OMP_NUM_THREADS"
 #: ``0`` turns hpo's speed-ups on Optuna's internals off: plain Optuna paths only.
 ENV_FAST_PATHS = "HPO_FAST_PATHS"
 

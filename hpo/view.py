@@ -138,7 +138,7 @@ class StudyView:
     def trials(self) -> list[dict[str, Any]]:
         """Every trial as the plain, JSON-ready record ``hpo export --format json`` writes:
         number, state, value, times, params, user attrs, intermediate values."""
-        from hpo.insight.export import trial_records
+        from hpo.insight import trial_records
 
         return trial_records(self.study)
 

@@ -8,6 +8,7 @@ import subprocess
 from dataclasses import dataclass
 
 from hpo.errors import SpecError
+from hpo.keys import ENV_THREADS, ENV_VISIBLE_GPUS
 
 #: CPU workers by default: one per core, at most this many (tiny models gain little from
 #: intra-op threads, so processes beat threads here).
@@ -26,7 +27,7 @@ class WorkerPlan:
     def env(self) -> dict[str, str]:
         """Environment overrides: the GPU pin (or none visible) and the thread count."""
         visible = self.gpu if self.gpu is not None else ""
-        return {"CUDA_VISIBLE_DEVICES": visible, "OMP_NUM_THREADS": str(self.threads)}
+        return {ENV_VISIBLE_GPUS: visible, ENV_THREADS: str(self.threads)}
 
 
 def detect_gpus() -> list[str]:
@@ -34,7 +35,7 @@ def detect_gpus() -> list[str]:
 
     ``CUDA_VISIBLE_DEVICES`` wins when set; otherwise ``nvidia-smi`` is asked.
     """
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    visible = os.environ.get(ENV_VISIBLE_GPUS)
     if visible is not None:
         return [g.strip() for g in visible.split(",") if g.strip() and g.strip() != "-1"]
     if shutil.which("nvidia-smi") is None:

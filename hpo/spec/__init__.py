@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hpo.spec.load import load_spec, spec_from_dict
 from hpo.spec.space import CategoricalParam, FloatParam, IntParam, grid_points, is_active, ordered
+from hpo.spec.storage_url import normalize_storage_url
 from hpo.spec.study import (
     ENV_OBJECTIVE_PATH,
     SAMPLER_EXTRAS,
@@ -30,9 +31,10 @@ from hpo.spec.study import (
     objective_form,
     objective_root,
 )
-from hpo.trainer.config import TrainConfig
+from hpo.trainer import TrainConfig
 
 __all__ = [
+    "normalize_storage_url",
     "SAMPLER_EXTRAS",
     "ENV_OBJECTIVE_PATH",
     "ObjectiveForm",

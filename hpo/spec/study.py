@@ -28,7 +28,7 @@ from hpo.errors import SpecError
 from hpo.keys import ENV_OBJECTIVE_PATH
 from hpo.spec.space import Param, grid_points, ordered, unreachable_conditions
 from hpo.spec.storage_url import normalize_storage_url
-from hpo.trainer.config import METRICS, TrainConfig
+from hpo.trainer import METRICS, TrainConfig
 
 
 class _Frozen(BaseModel):

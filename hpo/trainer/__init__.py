@@ -9,11 +9,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from hpo.trainer.config import METRICS, TrainConfig
+from hpo.trainer.oom import is_oom
 
 if TYPE_CHECKING:
     from hpo.trainer.loop import CheckpointCallback, EpochCallback, TrainResult, fit
 
-__all__ = ["METRICS", "CheckpointCallback", "EpochCallback", "TrainConfig", "TrainResult", "fit"]
+__all__ = [
+    "METRICS",
+    "CheckpointCallback",
+    "EpochCallback",
+    "TrainConfig",
+    "TrainResult",
+    "fit",
+    "is_oom",
+]
 
 
 def __getattr__(name: str) -> Any:

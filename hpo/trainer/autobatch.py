@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hpo.trainer.config import TrainConfig
+from hpo.trainer.oom import is_oom
 from hpo.trainer.optim import build_optimizer, param_groups
 
 if TYPE_CHECKING:
@@ -36,13 +37,6 @@ MAX_BATCH = 4096
 CPU_BATCH = 64
 
 _FOUND: dict[Hashable, int] = {}
-
-
-def is_oom(exc: BaseException) -> bool:
-    """Whether ``exc`` says the device ran out of memory."""
-    if isinstance(exc, torch.OutOfMemoryError):
-        return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
 
 
 def _fits(probe: Probe, n: int) -> bool:

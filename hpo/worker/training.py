@@ -10,6 +10,7 @@ from typing import Any
 from hpo.errors import TrialError
 from hpo.spec import StudySpec, TrainConfig
 from hpo.study import TrialFiles
+from hpo.trainer import is_oom
 from hpo.worker.reporter import TrialReporter
 from hpo.worker.values import Value
 
@@ -34,10 +35,6 @@ def split_batch(config: TrainConfig) -> TrainConfig | None:
     return config.model_copy(
         update={"batch_size": size // factor, "accumulate": config.accumulate * factor}
     )
-
-
-def _is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
 
 
 class _Checkpoints:
@@ -139,7 +136,7 @@ def _fit_once(
             on_checkpoint=checkpoints,
         )
     except Exception as exc:
-        if _is_oom(exc) and spec.retry.on_oom == "accumulate":
+        if is_oom(exc) and spec.retry.on_oom == "accumulate":
             return None
         raise
     finally:
