@@ -234,8 +234,8 @@ TRIAL_STATES: tuple[str, ...] = ("WAITING", "RUNNING")
 #: Attr keys whose meaning Optuna defines (``keys``; the rung prefix is ``hyperband._RUNG``):
 #: what Optuna writes or reads under them -> the key.
 ATTR_KEYS: dict[str, str] = {
-    "RetryFailedTrialCallback: the trial a retry re-runs": FAILED_TRIAL,
-    "RetryFailedTrialCallback: every earlier attempt": RETRY_HISTORY,
+    "RetryHeartbeatStaleTrialCallback: the trial a retry re-runs": FAILED_TRIAL,
+    "RetryHeartbeatStaleTrialCallback: every earlier attempt": RETRY_HISTORY,
     "Study.enqueue_trial: a WAITING trial's fixed params": FIXED_PARAMS,
     "optuna.artifacts.upload_artifact: prefix of an artifact's link": ARTIFACT_PREFIX,
     "SuccessiveHalvingPruner: prefix of a trial's rung value": "completed_rung_",
