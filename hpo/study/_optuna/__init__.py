@@ -40,6 +40,7 @@ installed Optuna and checks that no other private name is used anywhere in hpo.
 from __future__ import annotations
 
 from hpo.study._optuna.keys import ARTIFACT_PREFIX, FAILED_TRIAL, FIXED_PARAMS, RETRY_HISTORY
+from hpo.study._optuna.manifest import MANIFEST as MANIFEST
 from hpo.study._optuna.objects import (
     backend_of,
     forget_trials,
