@@ -117,3 +117,17 @@ def one_thread() -> Any:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With HPO_FAST_PATHS=0 (CI's plain-paths run) the tests of the speed-ups themselves are
+    skipped: the plain paths do not take them."""
+    from hpo.study._optuna.fast_paths import off_reason
+
+    reason = off_reason()
+    if reason is None:
+        return
+    skip = pytest.mark.skip(reason=f"plain Optuna paths ({reason})")
+    for item in items:
+        if item.get_closest_marker("fast_paths"):
+            item.add_marker(skip)

@@ -246,6 +246,7 @@ def test_an_epoch_budget_added_later_counts_the_epochs_already_trained(sqlite_ur
     assert _count(sqlite_url, "later") == (5, 20)
 
 
+@pytest.mark.fast_paths
 @pytest.mark.postgres
 def test_the_epoch_budget_costs_one_statement_per_epoch_and_per_claim(
     postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

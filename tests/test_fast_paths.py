@@ -50,6 +50,7 @@ def _spec(name: str, **overrides: object) -> StudySpec:
     return StudySpec.model_validate({**base, **overrides})
 
 
+@pytest.mark.fast_paths
 def test_the_switch_is_on_for_the_tested_release_and_off_outside_or_when_asked(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -80,6 +81,7 @@ def test_plain_paths_build_optunas_own_sampler_pruner_and_storage(
     assert notices == [f"{NOTICE} (HPO_FAST_PATHS=0); results are the same, trials cost more"]
 
 
+@pytest.mark.fast_paths
 def test_fast_paths_build_hpos_own(sqlite_url: str) -> None:
     tpe = _spec("f", sampler={"type": "tpe"})
     assert type(build_sampler(tpe)) is FastTPESampler
@@ -161,7 +163,8 @@ def test_hpo_run_on_plain_paths_runs_the_whole_budget_with_one_notice(
     out = done.stdout + done.stderr
     assert done.returncode == 0, out
     trials = optuna.load_study(study_name=unique_name, storage=postgres_url).get_trials()
-    assert len(trials) == 16, "the budget is exact on both paths"
+    summary = [(t.number, t.state.name, t.system_attrs, t.user_attrs.get("worker")) for t in trials]
+    assert len(trials) == 16, f"the budget is exact on both paths: {summary}\n{out}"
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
     assert any(t.state == TrialState.PRUNED for t in trials), "ASHA pruned on both paths"
     notices = [line for line in out.splitlines() if NOTICE in line]

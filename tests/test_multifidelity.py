@@ -32,6 +32,7 @@ def test_rungs_are_successive_halving_steps_then_the_full_run() -> None:
     assert rungs(1, 3, 20, rate=1) == [3, 9, 20]
 
 
+@pytest.mark.fast_paths
 def test_asha_from_spec_is_one_bracket_from_min_resource() -> None:
     asha = {"type": "asha", "max_resource": 20}
     pruner = build_pruner(_spec(pruner={**asha, "min_resource": 2, "reduction_factor": 4}))
@@ -44,6 +45,7 @@ def test_asha_from_spec_is_one_bracket_from_min_resource() -> None:
     assert later._min_resource == 3  # the first rung at 1 * 3 ** 1
 
 
+@pytest.mark.fast_paths
 def test_the_default_search_is_tpe_with_asha_by_four() -> None:
     spec = _spec(train={**tiny_spec()["train"], "epochs": 20}).model_dump()
     del spec["pruner"], spec["sampler"]
@@ -180,6 +182,7 @@ def test_multi_fidelity_tpe_is_tpe_until_a_rung_has_enough_trials() -> None:
     ]
 
 
+@pytest.mark.fast_paths
 def test_multi_fidelity_sampler_from_spec_takes_the_pruners_rungs_and_pickles() -> None:
     spec = _spec(
         sampler={"type": "tpe", "seed": 0, "multi_fidelity": True},

@@ -681,7 +681,7 @@ def test_backend_calls_are_retried(method: str) -> None:
 def test_no_retry_needed(tmp_path: Path) -> None:
     """The NO_RETRY methods read no database, or retry themselves."""
     storage = ResilientRDBStorage(f"sqlite:///{tmp_path / 'db.sqlite'}", heartbeat_interval=60)
-    assert "record_heartbeat" in vars(ResilientRDBStorage)
+    assert ResilientRDBStorage.record_heartbeat.__module__ == "hpo.study._optuna.resilient"
     with sql_statements() as seen:
         storage.get_heartbeat_interval()
         storage.get_heartbeat_stale_trial_callback()

@@ -80,6 +80,7 @@ def test_a_retry_takes_neither_artifacts_nor_fail_reason(sqlite_url: str, tmp_pa
     assert retry.system_attrs[ATTR_FAILURES] == 1
 
 
+@pytest.mark.fast_paths
 def test_stale_trial_gets_a_reason_and_an_uncounted_retry(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'stale.db'}"
     spec = _spec(budget={"n_trials": 1}, retry={"heartbeat_interval": 1, "grace_period": 2})

@@ -622,6 +622,7 @@ def test_export_marks_history_trials(earlier_url: str, objective: str) -> None:
     assert [r["warm_start"] is not None for r in records[:5]] == [True] * FITTING + [False]
 
 
+@pytest.mark.fast_paths
 def test_bulk_history_writes_what_optuna_add_trials_writes(db_url: str, unique_name: str) -> None:
     """The one-transaction insert (``UpsertWrites.add_finished_trials``) against Optuna's own
     ``add_trials``: the same trials read back, field by field."""

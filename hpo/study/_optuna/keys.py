@@ -3,7 +3,7 @@ callbacks, samplers and the dashboard see the same thing."""
 
 from __future__ import annotations
 
-#: Trial system attr set by ``RetryFailedTrialCallback``: the number of the trial this one retries.
+#: Trial system attr set by Optuna's retry callbacks: the number of the trial this one retries.
 FAILED_TRIAL = "failed_trial"
 #: Trial system attr set by the same callback: every earlier attempt's number.
 RETRY_HISTORY = "retry_history"

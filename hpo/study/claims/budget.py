@@ -30,6 +30,7 @@ from hpo.spec import GridSpec, StudySpec
 from hpo.study._optuna import (
     FAILED_TRIAL,
     FIXED_PARAMS,
+    backend_of,
     forget_trials,
     pop_waiting,
     storage_of,
@@ -183,7 +184,7 @@ def _claim_by_ask(study: optuna.Study) -> optuna.Trial | None:
     """The plain Optuna claim: ``Study.ask`` pops the oldest WAITING trial. Under the study
     lock no other worker can empty the pool between the check and the ask, so it never
     creates a trial (behind a gRPC proxy, where there is no lock, it can near the end)."""
-    with study_lock(storage_of(study), study.study_name):
+    with study_lock(backend_of(storage_of(study)), study.study_name):
         if not _any_waiting(study):
             return None
         with warnings.catch_warnings():
