@@ -173,3 +173,20 @@ def test_hpo_run_on_plain_paths_runs_the_whole_budget_with_one_notice(
         assert len(notices) == 1, f"one line, not one per process:\n{out}"
     else:
         assert notices == []
+
+
+@pytest.mark.fast_paths
+def test_the_fast_paths_start_at_the_lowest_release_pyproject_admits() -> None:
+    """CI tests the lowest release the dependency admits (``.ci/optuna_lowest.py``): the fast
+    paths start there, and the newest release CI installed is inside their range."""
+    from packaging.version import Version
+
+    lowest = subprocess.run(
+        [sys.executable, ".ci/optuna_lowest.py"],
+        cwd=Path(__file__).parent.parent,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert switch.TESTED_FROM == Version(lowest)
+    assert switch.TESTED_FROM <= Version(optuna.__version__) < switch.TESTED_BELOW
