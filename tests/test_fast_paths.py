@@ -188,5 +188,5 @@ def test_the_fast_paths_start_at_the_lowest_release_pyproject_admits() -> None:
         text=True,
         check=True,
     ).stdout.strip()
-    assert switch.TESTED_FROM == Version(lowest)
+    assert Version(lowest) == switch.TESTED_FROM
     assert switch.TESTED_FROM <= Version(optuna.__version__) < switch.TESTED_BELOW
