@@ -138,7 +138,7 @@ def _note_functions() -> tuple[Any, Any]:
     """optuna-dashboard's ``get_note`` and ``save_note``, from its ``_note`` module alone.
 
     Importing the ``optuna_dashboard`` package loads its web app, plotting and scikit-learn
-    (about 2 s of CPU on every ``hpo run`` for two small functions); ``_note.py`` itself needs
+    (seconds of CPU on every ``hpo run`` for two small functions); ``_note.py`` itself needs
     only Optuna. Where that file cannot be loaded on its own, the package is imported.
     """
     try:

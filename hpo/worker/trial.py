@@ -84,7 +84,7 @@ def run_trial(
     if outcome.state == TrialState.FAIL:
         # The failure's traceback held the trial's tensors and is gone now that _attempt has
         # returned; collect them before the next trial. Only on failure: a gc pass costs
-        # ~60 ms, and a trial that succeeds frees its memory by reference counting.
+        # a whole heap walk, and a trial that succeeds frees its memory by reference counting.
         free_memory(device)
     return outcome
 

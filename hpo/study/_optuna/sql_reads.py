@@ -165,7 +165,7 @@ def _trial_filter(
         # A refresh: the few trials above the last finished id or listed unfinished. The
         # "+ 0" keeps the planner on the primary key: with the study's statistics out of
         # date (autovacuum re-analyzes after 10% of a table changed) it otherwise scans
-        # every trial of the study through the study_id index (1.4 ms at 10,000 trials).
+        # every trial of the study through the study_id index.
         newer = _TRIALS.c.trial_id > greater_than
         by_id = sqlalchemy.or_(newer, _TRIALS.c.trial_id.in_(included)) if included else newer
         where = (_TRIALS.c.study_id + 0 == study_id) & by_id

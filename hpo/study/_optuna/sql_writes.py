@@ -39,7 +39,7 @@ _INTERMEDIATE = sqlalchemy.text(
 
 # A WAITING trial has an id above the last finished one this worker read, or was unfinished
 # then (``TrialCache``): bounding by those ids keeps the claim on the primary key instead of
-# scanning every trial of the study (1.8 ms per claim at 10,000 trials); "+ 0" keeps the planner
+# scanning every trial of the study; "+ 0" keeps the planner
 # off the study_id index even with out-of-date statistics (see hpo.study._optuna.sql_reads).
 _WAITING = (
     "SELECT trial_id FROM trials WHERE study_id + 0 = :study_id AND state = 'WAITING'"
@@ -59,7 +59,7 @@ _START = sqlalchemy.text(
 
 # The trial-id conditions are on the attrs' own (trial_id, key) index, which keeps the plan an
 # index scan even where the planner's statistics are stale (measured after a bulk load of 10,000
-# trials: 10 ms, against 67 ms with the conditions on trials).
+# trials, the conditions on trials made it a scan).
 _SYSTEM_ATTRS_LIKE = sqlalchemy.text(
     "SELECT a.trial_id, t.number, a.key, a.value_json FROM trial_system_attributes a"
     " JOIN trials t ON t.trial_id = a.trial_id"
@@ -199,7 +199,7 @@ class UpsertWrites(TrialReads):
     def add_finished_trials(self, study_id: int, trials: Sequence[FrozenTrial]) -> None:
         """Add finished trials as ``Study.add_trials`` does, all in one transaction.
 
-        Optuna writes each trial in its own transaction (~40 ms per trial on SQLite); a warm
+        Optuna writes each trial in its own transaction (one fsync per trial on SQLite); a warm
         start copies thousands while every other node waits on the creating lock. Here the
         study row is locked as Optuna does, and the trials, then each of their relations, are
         inserted with one statement each: the rows are the ones Optuna would write.

@@ -2,9 +2,10 @@
 
 ``TPESampler._sample`` re-derives everything from every trial on each suggestion: it scores and
 sorts all complete and pruned trials and converts every trial's parameters to their internal
-representation, in Python. At 10,000 trials that is ~100 ms per suggestion. Finished trials never
-change, so ``FastTPESampler`` derives that data once per trial, from the finished-trial log of
-``hpo.study.cache.TrialCache`` (``finished_log``), and keeps it sorted and in numpy arrays. The
+representation, in Python, so a suggestion costs more as the study grows (BENCHMARKS.md).
+Finished trials never change, so ``FastTPESampler`` derives that data once per trial, from the
+finished-trial log of ``trial_cache.TrialCache`` (``finished_log``), and keeps it sorted and in
+numpy arrays. The
 suggestions are the same as Optuna's, bit for bit: the same trials split into the same below and
 above sets, the same observation arrays, and Optuna's own Parzen estimator and random state.
 
