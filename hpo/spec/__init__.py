@@ -3,33 +3,37 @@
 from __future__ import annotations
 
 from hpo.spec.load import load_spec, spec_from_dict
-from hpo.spec.space import CategoricalParam, FloatParam, IntParam, grid_points, is_active, ordered
-from hpo.spec.storage_url import normalize_storage_url
-from hpo.spec.study import (
+from hpo.spec.objective import (
     ENV_OBJECTIVE_PATH,
+    ObjectiveForm,
+    load_objective,
+    objective_dirs,
+    objective_form,
+    objective_root,
+)
+from hpo.spec.search import (
     SAMPLER_EXTRAS,
-    ArtifactSpec,
     AshaSpec,
-    BudgetSpec,
     CmaEsSpec,
     GpSpec,
     GridSpec,
     HyperbandSpec,
     MedianSpec,
-    MetricSpec,
     NoPrunerSpec,
     NsgaIISpec,
-    ObjectiveForm,
     QmcSpec,
     RandomSpec,
+    TpeSpec,
+)
+from hpo.spec.space import CategoricalParam, FloatParam, IntParam, grid_points, is_active, ordered
+from hpo.spec.storage_url import normalize_storage_url
+from hpo.spec.study import (
+    ArtifactSpec,
+    BudgetSpec,
+    MetricSpec,
     RetrySpec,
     StudySpec,
-    TpeSpec,
     WarmStartSpec,
-    load_objective,
-    objective_dirs,
-    objective_form,
-    objective_root,
 )
 from hpo.trainer import TrainConfig
 

@@ -10,7 +10,8 @@ import yaml
 from pydantic import ValidationError
 
 from hpo.errors import SpecError
-from hpo.spec.study import METRIC_TAGS, LocatedError, StudySpec
+from hpo.spec.base import LocatedError
+from hpo.spec.study import METRIC_TAGS, StudySpec
 
 #: Validation problems printed one by one; the rest are counted (a file of typos stays readable).
 SHOWN_ERRORS = 5

@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import inspect
-import os
 import re
-import sys
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Discriminator,
     Field,
@@ -25,14 +20,22 @@ from pydantic import (
 )
 
 from hpo.errors import SpecError
-from hpo.keys import ENV_OBJECTIVE_PATH
+from hpo.spec.base import _at, _Frozen
+from hpo.spec.objective import load_objective, objective_dirs, objective_form
+from hpo.spec.search import (
+    SAMPLER_EXTRAS,
+    AshaSpec,
+    CmaEsSpec,
+    GridSpec,
+    HyperbandSpec,
+    NoPrunerSpec,
+    Pruner,
+    Sampler,
+    TpeSpec,
+)
 from hpo.spec.space import Param, grid_points, ordered, unreachable_conditions
 from hpo.spec.storage_url import normalize_storage_url
 from hpo.trainer import METRICS, TrainConfig
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class MetricSpec(_Frozen):
@@ -54,149 +57,6 @@ Metrics = Annotated[
     Annotated[MetricSpec, Tag(METRIC_TAGS[0])]
     | Annotated[tuple[MetricSpec, ...], Tag(METRIC_TAGS[1]), Field(min_length=1)],
     Discriminator(_metric_form),
-]
-
-#: Sampler type -> (the modules it imports, the extra that installs them).
-SAMPLER_EXTRAS = {
-    "cmaes": (("cmaes",), "cmaes"),
-    "gp": (("scipy",), "gp"),  # and torch, a dependency of hpo already
-    "qmc": (("scipy",), "qmc"),
-}
-
-
-class TpeSpec(_Frozen):
-    """Bayesian optimisation with the tree-structured Parzen estimator."""
-
-    type: Literal["tpe"]
-    seed: int | None = Field(None, description="base seed; each worker adds its own offset")
-    n_startup_trials: int = Field(10, ge=0, description="random trials before TPE takes over")
-    n_ei_candidates: int = Field(24, ge=1, description="candidates scored per suggestion")
-    multivariate: bool = Field(True, description="model parameters jointly")
-    constant_liar: bool = Field(True, description="treat running trials as bad to spread workers")
-    multi_fidelity: bool = Field(
-        False,
-        description="BOHB-style: model the metric at the highest pruning rung with enough trials",
-    )
-
-
-class RandomSpec(_Frozen):
-    """Independent uniform draws."""
-
-    type: Literal["random"]
-    seed: int | None = Field(None, description="base seed; each worker adds its own offset")
-
-
-class GridSpec(_Frozen):
-    """Every combination of the parameters' grid values, each run exactly once."""
-
-    type: Literal["grid"]
-    seed: int | None = Field(0, description="seed of the order in which grid points run")
-
-
-class CmaEsSpec(_Frozen):
-    """CMA-ES: a covariance-matrix evolution strategy for continuous parameters (single
-    objective; categorical parameters are drawn at random). Needs the ``cmaes`` extra."""
-
-    type: Literal["cmaes"]
-    seed: int | None = Field(None, description="base seed; each worker adds its own offset")
-    n_startup_trials: int = Field(1, ge=0, description="random trials before CMA-ES takes over")
-    sigma0: float | None = Field(None, gt=0, description="initial step size (default: range/6)")
-    popsize: int | None = Field(None, ge=1, description="population size (default: by dimension)")
-    restart_strategy: Literal["ipop", "bipop"] | None = Field(
-        None, description="restart with a larger population on convergence"
-    )
-    use_separable_cma: bool = Field(False, description="diagonal covariance (many parameters)")
-    with_margin: bool = Field(False, description="CMA-ES with margin, for integer parameters")
-
-
-class GpSpec(_Frozen):
-    """Gaussian-process Bayesian optimisation (logEI; logEHVI for several metrics): strong on
-    small budgets of continuous parameters. Needs the ``gp`` extra (scipy; torch is there)."""
-
-    type: Literal["gp"]
-    seed: int | None = Field(None, description="base seed; each worker adds its own offset")
-    n_startup_trials: int = Field(10, ge=0, description="random trials before the GP takes over")
-    deterministic_objective: bool = Field(False, description="the metric has no noise")
-
-
-class QmcSpec(_Frozen):
-    """Quasi-Monte Carlo: a low-discrepancy sequence that covers the space evenly, shared by all
-    workers (its index lives in the storage). Needs the ``qmc`` extra (scipy)."""
-
-    type: Literal["qmc"]
-    seed: int | None = Field(0, description="scrambling seed, the same for every worker")
-    qmc_type: Literal["sobol", "halton"] = Field("sobol", description="the sequence")
-    scramble: bool = Field(True, description="randomise the sequence (by the seed)")
-
-
-class NsgaIISpec(_Frozen):
-    """NSGA-II, the genetic algorithm of choice for multi-objective studies with a budget of
-    several populations."""
-
-    type: Literal["nsgaii"]
-    seed: int | None = Field(None, description="base seed; each worker adds its own offset")
-    population_size: int = Field(50, ge=2, description="trials per generation")
-    mutation_prob: float | None = Field(
-        None, ge=0, le=1, description="per-parameter mutation (default: 1/parameters)"
-    )
-    crossover_prob: float = Field(0.9, ge=0, le=1, description="chance a child is a crossover")
-    swapping_prob: float = Field(0.5, ge=0, le=1, description="per-parameter parent swap")
-
-
-Sampler = Annotated[
-    TpeSpec | RandomSpec | GridSpec | CmaEsSpec | GpSpec | QmcSpec | NsgaIISpec,
-    Field(discriminator="type"),
-]
-
-
-class HyperbandSpec(_Frozen):
-    """Hyperband over epochs: many short runs, the promising ones continued."""
-
-    type: Literal["hyperband"]
-    min_resource: int = Field(1, ge=1, description="epochs before the first pruning decision")
-    max_resource: int | None = Field(
-        None, ge=1, description="epochs of a full run (default: epochs)"
-    )
-    reduction_factor: int = Field(3, ge=2, description="1/factor of trials go on at each rung")
-
-
-class AshaSpec(_Frozen):
-    """Asynchronous successive halving (the default): a trial goes on past a rung when it is in
-    the best 1/reduction_factor of the trials that reached that rung so far; nobody waits for a
-    bracket to fill."""
-
-    type: Literal["asha"]
-    min_resource: int | None = Field(
-        None,
-        ge=1,
-        description="epochs before the first pruning decision "
-        "(default: max_resource / reduction_factor ** 3, at least 1: three halvings)",
-    )
-    max_resource: int | None = Field(
-        None, ge=1, description="epochs of a full run (default: epochs)"
-    )
-    reduction_factor: int = Field(4, ge=2, description="1/factor of trials go on at each rung")
-    min_early_stopping_rate: int = Field(
-        0, ge=0, description="first rung at min_resource * reduction_factor ** rate"
-    )
-
-
-class MedianSpec(_Frozen):
-    """Prune a trial whose metric is worse than the median of earlier trials at the same epoch."""
-
-    type: Literal["median"]
-    n_startup_trials: int = Field(5, ge=0, description="trials that finish before any pruning")
-    n_warmup_steps: int = Field(0, ge=0, description="epochs of each trial never pruned")
-
-
-class NoPrunerSpec(_Frozen):
-    """Never prune."""
-
-    type: Literal["none"]
-
-
-Pruner = Annotated[
-    HyperbandSpec | AshaSpec | MedianSpec | NoPrunerSpec, Field(discriminator="type")
 ]
 
 
@@ -531,100 +391,3 @@ def _offers(param: Any) -> str:
             f" step {param.step}" if getattr(param, "step", None) not in (None, 1) else ""
         )
     return f"values: {param.values}"
-
-
-class LocatedError(ValueError):
-    """A ValueError that knows which YAML path below the model it belongs to."""
-
-    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
-        super().__init__(message)
-        self.loc = loc
-
-
-def _at(loc: tuple[str | int, ...], message: str) -> LocatedError:
-    return LocatedError(loc, message)
-
-
-#: ``trial``: Optuna's ``fn(trial)``; ``params``: hpo's ``fn(params, report)``.
-ObjectiveForm = Literal["trial", "params"]
-
-
-def objective_dirs(spec_dir: str | Path | None = None) -> list[str]:
-    """Where ``objective:`` modules are found before ``sys.path``: the spec file's directory,
-    the directories in ``HPO_OBJECTIVE_PATH``, then the working directory."""
-    found = [str(spec_dir)] if spec_dir else []
-    found += [d for d in os.environ.get(ENV_OBJECTIVE_PATH, "").split(os.pathsep) if d]
-    found.append(os.getcwd())
-    return list(dict.fromkeys(str(Path(d).absolute()) for d in found))
-
-
-def load_objective(ref: str, dirs: Sequence[str] = ()) -> Any:
-    """Import ``package.module:function`` and return the callable.
-
-    ``dirs`` go to the front of ``sys.path`` first, in order (as ``python script.py`` puts the
-    script's directory there), so a module beside the spec file needs no ``PYTHONPATH``.
-
-    Raises:
-        LocatedError: at ``objective``: a malformed reference, an import that fails, no such
-            callable.
-    """
-    module_name, sep, attr = ref.partition(":")
-    if not sep or not module_name or not attr:
-        raise _at(("objective",), f"{ref!r} is not of the form 'package.module:function'")
-    for directory in reversed(dirs):
-        if directory not in sys.path:
-            sys.path.insert(0, directory)
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise _at(("objective",), f"cannot import {module_name!r}: {exc}") from None
-    func = getattr(module, attr, None)
-    if not callable(func):
-        raise _at(("objective",), f"{module_name!r} has no callable {attr!r}")
-    return func
-
-
-def objective_root(ref: str) -> str | None:
-    """The directory that must be on ``sys.path`` to import ``ref``'s module, as imported in
-    this process (None if it was not, or has no file)."""
-    module_name = ref.partition(":")[0]
-    file = getattr(sys.modules.get(module_name), "__file__", None)
-    if not file:
-        return None
-    path = Path(file).absolute()
-    root = path.parent
-    for _ in range(module_name.count(".") + (path.name == "__init__.py")):
-        root = root.parent
-    return str(root)
-
-
-def objective_form(func: Callable[..., Any]) -> ObjectiveForm:
-    """Tell the two objective forms apart by signature: one parameter named ``trial`` or
-    annotated ``optuna.Trial`` is Optuna's ``fn(trial)``; two are ``fn(params, report)``.
-
-    Raises:
-        ValueError: any other signature (the message names the parameters it has).
-    """
-    try:
-        parameters = list(inspect.signature(func).parameters.values())
-    except (TypeError, ValueError):
-        raise ValueError("cannot read the objective's signature") from None
-    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
-    required = [p for p in parameters if p.default is p.empty and p.kind not in variadic]
-    positional = all(p.kind != inspect.Parameter.KEYWORD_ONLY for p in required)
-    if positional and len(required) == 2:
-        return "params"
-    if positional and len(required) == 1 and _is_trial(required[0]):
-        return "trial"
-    names = ", ".join(p.name for p in required)
-    count = f"{len(required)} parameter{'' if len(required) == 1 else 's'}"
-    raise ValueError(
-        f"the objective takes {count} ({names}); expected fn(trial) (Optuna's form: named "
-        "`trial` or annotated optuna.Trial) or fn(params, report)"
-    )
-
-
-def _is_trial(parameter: inspect.Parameter) -> bool:
-    annotation = parameter.annotation
-    name = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
-    return parameter.name == "trial" or name.rsplit(".", 1)[-1] in ("Trial", "BaseTrial")
