@@ -1,12 +1,13 @@
 """hpo: hyperparameter optimization for GPU training on Optuna and PyTorch.
 
-The Python API is :func:`run` and :func:`load` (see :mod:`hpo.api`); importing hpo is cheap,
-torch and Optuna are imported when a function needs them.
+The Python API is :func:`run`, :func:`load` and :func:`validate` (see :mod:`hpo.api`, which
+also has ``dashboard`` and ``proxy``); importing hpo is cheap, torch and Optuna are imported
+when a function needs them.
 """
 
 from __future__ import annotations
 
-from hpo.api import Best, RunOutcome, Status, StudyView, load, run
+from hpo.api import Best, ParetoTrial, RunOutcome, Status, StudyView, load, run, validate
 from hpo.checkpoints import Checkpoint, checkpoint
 from hpo.errors import HpoError, SpecError, StorageError
 
@@ -15,6 +16,7 @@ __all__ = [
     "Best",
     "Checkpoint",
     "HpoError",
+    "ParetoTrial",
     "RunOutcome",
     "SpecError",
     "Status",
@@ -24,4 +26,5 @@ __all__ = [
     "checkpoint",
     "load",
     "run",
+    "validate",
 ]

@@ -7,8 +7,10 @@
     view.status(), view.best(), view.trials(), view.best_model("weights/")
 
 ``hpo.run`` runs a study exactly as ``hpo run`` does (worker processes, the same storage
-precedence, the same checks) and returns instead of exiting; ``hpo.load`` is what ``hpo status``
-and ``hpo best`` read. Both raise :class:`~hpo.errors.HpoError` subclasses on failure: a
+precedence, the same checks) and returns instead of exiting; ``hpo.load`` is what ``hpo status``,
+``best``, ``report`` and ``export`` read; :func:`validate`, :func:`dashboard` and :func:`proxy`
+are ``hpo validate``, ``hpo dashboard`` and ``hpo proxy``. The command line only parses options,
+calls these and prints. Both raise :class:`~hpo.errors.HpoError` subclasses on failure: a
 :class:`~hpo.errors.SpecError` for bad input, before anything is written. Imports happen inside
 the functions, so ``import hpo`` stays cheap (no torch, no Optuna).
 """
@@ -16,13 +18,15 @@ the functions, so ``import hpo`` stays cheap (no torch, no Optuna).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any
 
 from hpo.errors import SpecError
-from hpo.view import Best, Status, StudyView
+from hpo.resolve import Naming, SpecLike, keyword, locate, resolve_spec, storage_url
+from hpo.resolve import flag as flag  # the command line's naming, for hpo.cli
+from hpo.serve import Proxy, dashboard, proxy
+from hpo.view import Best, ParetoTrial, Status, StudyView
 
 if TYPE_CHECKING:
     import optuna
@@ -31,24 +35,22 @@ if TYPE_CHECKING:
     from hpo.spec import StudySpec
     from hpo.study import Snapshot
 
-#: A study file's path, a dict of its schema, or a validated StudySpec.
-SpecLike: TypeAlias = "str | os.PathLike[str] | Mapping[str, Any] | StudySpec"
-#: How an option is named in messages: ``n_trials`` here, ``--n-trials`` on the command line.
-Naming: TypeAlias = Callable[[str], str]
-
-__all__ = ["Best", "Overrides", "RunOutcome", "Status", "StudyView", "load", "run"]
+__all__ = [
+    "Best",
+    "Overrides",
+    "ParetoTrial",
+    "Proxy",
+    "RunOutcome",
+    "Status",
+    "StudyView",
+    "dashboard",
+    "load",
+    "proxy",
+    "run",
+    "validate",
+]
 
 DEVICES = ("auto", "cpu", "cuda")
-
-
-def keyword(name: str) -> str:
-    """An option as the Python API names it."""
-    return name
-
-
-def flag(name: str) -> str:
-    """An option as the command line names it."""
-    return "--" + name.replace("_", "-")
 
 
 @dataclass(frozen=True)
@@ -212,55 +214,6 @@ def start(
     )
 
 
-def resolve_spec(
-    spec: SpecLike, study_name: str | None = None, naming: Naming = keyword
-) -> tuple[StudySpec, str]:
-    """The validated spec and what to call its source in messages (the file, or ``spec``)."""
-    from pydantic import ValidationError
-
-    from hpo.spec import StudySpec, load_spec, spec_from_dict
-
-    if isinstance(spec, StudySpec):
-        found, source = spec, "spec"
-    elif isinstance(spec, Mapping):
-        found, source = spec_from_dict(spec), "spec"
-    elif isinstance(spec, str | os.PathLike):
-        found, source = load_spec(Path(spec)), str(spec)
-    else:
-        raise SpecError(
-            f"spec: a {type(spec).__name__} is not a study file path, dict or StudySpec"
-        )
-    if study_name:
-        try:
-            found = StudySpec.model_validate(
-                {**found.model_dump(exclude_unset=True), "name": study_name}
-            )
-        except ValidationError as exc:
-            message = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
-            raise SpecError(f"{naming('study_name')}: {message}") from None
-    return found, source
-
-
-def storage_url(
-    given: str | None, spec_storage: str | None, source: str | None, naming: Naming = keyword
-) -> str:
-    """The storage URL hpo's precedence picks (``given`` > HPO_STORAGE > the spec's > the
-    embedded default), normalized; a bad one is a SpecError naming who supplied it."""
-    from hpo.spec import normalize_storage_url
-    from hpo.study import ENV_STORAGE, resolve_storage_url
-
-    url = resolve_storage_url(given, spec_storage)
-    if given:
-        who = naming("storage")
-    elif os.environ.get(ENV_STORAGE):
-        who = ENV_STORAGE
-    elif spec_storage:
-        who = f"{source}: storage"
-    else:
-        who = "storage (the default)"
-    return normalize_storage_url(url, who)
-
-
 def load(
     target: SpecLike, storage: str | None = None, *, study_name: str | None = None
 ) -> StudyView:
@@ -278,21 +231,51 @@ def load(
 
 
 def open_view(
-    target: SpecLike,
+    target: SpecLike | None,
     storage: str | None = None,
     study_name: str | None = None,
     naming: Naming = keyword,
 ) -> StudyView:
-    """:func:`load` with option naming (what ``hpo status`` and ``hpo best`` call)."""
+    """:func:`load` with option naming (what the commands that read a study call); ``target``
+    None: the study named ``study_name``."""
     from hpo.study import find
 
-    if isinstance(target, str) and not _is_file(target):
-        url = storage_url(storage, None, None, naming)
-        return StudyView(find(study_name or target, url), None, url)
-    spec, source = resolve_spec(target, study_name, naming)
-    url = storage_url(storage, spec.storage, source, naming)
-    return StudyView(find(spec.name, url), spec, url)
+    spec, url, name = locate(target, storage, study_name, naming)
+    if name is None:
+        raise SpecError(
+            f"name the study: a study file, or {naming('study')} NAME "
+            f"(with {naming('storage')} URL)"
+        )
+    return StudyView(find(name, url), spec, url)
 
 
-def _is_file(text: str) -> bool:
-    return text.endswith((".yaml", ".yml")) or os.sep in text or Path(text).is_file()
+def validate(path: str | os.PathLike[str]) -> str:
+    """Check a study file without running it or opening its storage, as ``hpo validate`` does.
+
+    Returns:
+        What it describes: one line (name, sampler, pruner, budget, parameters, what trains),
+        plus a line on the warm start (a warm start's file is read and fitted here).
+
+    Raises:
+        SpecError: the first problem, naming the file and the field.
+    """
+    from hpo.spec import load_objective, load_spec, objective_form
+    from hpo.study import check_warm_start
+
+    spec = load_spec(Path(path))
+    mode = (
+        f"objective {spec.objective} ({objective_form(load_objective(spec.objective))})"
+        if spec.objective
+        else f"{spec.train.model} on {spec.train.dataset}"
+    )
+    limits = [] if spec.n_trials is None else [f"{spec.n_trials} trials"]
+    if spec.budget.max_epochs_total is not None:
+        limits.append(f"{spec.budget.max_epochs_total} epochs")
+    lines = [
+        f"{path}: ok: study {spec.name!r}, {spec.sampler.type} sampler, "
+        f"{spec.pruner.type} pruner, {' or '.join(limits)}, {len(spec.space)} parameters, "
+        f"{mode}"
+    ]
+    if spec.warm_start:  # a study is read when the run creates it
+        lines.append(check_warm_start(spec, str(path)))
+    return "\n".join(lines)

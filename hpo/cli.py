@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import optuna
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -21,7 +22,7 @@ from typer.core import TyperCommand
 from hpo.errors import HpoError, SpecError, StorageError
 from hpo.keys import ATTR_FAIL_REASON
 from hpo.progress import STATES, fmt_params, fmt_values, make_progress
-from hpo.study import quiet_optuna
+from hpo.view import Best, ParetoTrial
 
 app = typer.Typer(
     name="hpo",
@@ -81,7 +82,8 @@ def _errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         verbose = bool(kwargs.get("verbose"))
         logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING)
-        quiet_optuna()
+        # hpo prints its own summaries: Optuna's INFO line per trial would repeat them
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
         try:
             return func(*args, **kwargs)
         except HpoError as exc:
@@ -98,33 +100,9 @@ def _errors(func: F) -> F:
 @_errors
 def validate(spec_path: SpecArg, verbose: VerboseOpt = False) -> None:
     """Check a study file without running it (exit 2 on the first problem)."""
-    from hpo.spec import load_objective, load_spec, objective_form
-    from hpo.study import check_warm_start
+    from hpo.api import validate as check
 
-    spec = load_spec(spec_path)
-    mode = (
-        f"objective {spec.objective} ({objective_form(load_objective(spec.objective))})"
-        if spec.objective
-        else f"{spec.train.model} on {spec.train.dataset}"
-    )
-    # A warm start's file is read and fitted here; a study is read when the run creates it.
-    warm = check_warm_start(spec, str(spec_path)) if spec.warm_start else None
-    out.print(
-        f"{spec_path}: ok: study {spec.name!r}, {spec.sampler.type} sampler, "
-        f"{spec.pruner.type} pruner, {_budget_text(spec)}, {len(spec.space)} parameters, "
-        f"{mode}",
-        highlight=False,
-    )
-    if warm:
-        out.print(warm, highlight=False, markup=False)
-
-
-def _budget_text(spec: Any) -> str:
-    """The spec's budget in words: trials and/or epochs."""
-    limits = [] if spec.n_trials is None else [f"{spec.n_trials} trials"]
-    if spec.budget.max_epochs_total is not None:
-        limits.append(f"{spec.budget.max_epochs_total} epochs")
-    return " or ".join(limits)
+    out.print(check(spec_path), highlight=False, markup=False)
 
 
 @app.command(cls=_Command)
@@ -178,25 +156,6 @@ def run(
     raise typer.Exit(outcome.exit_code)
 
 
-def _storage_url(given: str | None) -> str:
-    """The storage URL from ``--storage``, HPO_STORAGE or the embedded default."""
-    from hpo.api import flag, storage_url
-
-    return storage_url(given, None, None, flag)
-
-
-def _target(spec_path: Path | None, storage: str | None, study: str | None) -> tuple[str, str]:
-    """(storage URL, study name) from a spec file, or from ``--study`` and the storage alone."""
-    from hpo.api import flag, resolve_spec, storage_url
-
-    if spec_path is not None:
-        spec, source = resolve_spec(spec_path, study, flag)
-        return storage_url(storage, spec.storage, source, flag), spec.name
-    if not study:
-        raise SpecError("name the study: a study file, or --study NAME (with --storage URL)")
-    return _storage_url(storage), study
-
-
 def _print_summary(snap: Any, metric: str) -> None:
     table = Table(title="trials", box=None)
     for state in STATES:
@@ -207,27 +166,26 @@ def _print_summary(snap: Any, metric: str) -> None:
         spent = " (epoch budget spent)" if snap.epochs.spent else ""
         shown = f"epochs trained: {snap.epochs.used}/{snap.epochs.budget}{spent}"
         out.print(shown, highlight=False)
-    _print_best(snap, metric)
+    found = snap.best_value is not None
+    _print_best(
+        snap.front, (snap.best_value, snap.best_number, snap.best_params) if found else None, metric
+    )
 
 
-def _metric_label(spec: Any) -> str:
-    """The study's metric name, or its metrics' names joined (a multi-objective study)."""
-    return ", ".join(m.name for m in spec.metrics)
-
-
-def _print_best(snap: Any, metric: str) -> None:
-    if snap.front:
-        out.print(f"Pareto front ({metric}): {len(snap.front)} trials", highlight=False)
-        for number, values, params in snap.front:
-            shown = f"  trial {number}: {fmt_values(values, 6)}  [{fmt_params(params)}]"
+def _print_best(front: Any, best: tuple[float, Any, dict[str, Any]] | None, metric: str) -> None:
+    """The Pareto front, ``(number, values, params)`` each; else the best, (value, number,
+    params); else none yet."""
+    if front:
+        out.print(f"Pareto front ({metric}): {len(front)} trials", highlight=False)
+        for number, values, trial_params in front:
+            shown = f"  trial {number}: {fmt_values(values, 6)}  [{fmt_params(trial_params)}]"
             out.print(shown, highlight=False, markup=False)
-    elif snap.best_value is None:
+    elif best is None:
         out.print("no completed trial yet")
     else:
-        out.print(
-            f"best {metric}: {snap.best_value:.6g} (trial {snap.best_number})", highlight=False
-        )
-        out.print(f"best params: {fmt_params(snap.best_params)}", highlight=False)
+        value, number, params = best
+        out.print(f"best {metric}: {value:.6g} (trial {number})", highlight=False)
+        out.print(f"best params: {fmt_params(params)}", highlight=False)
 
 
 @app.command(cls=_Command)
@@ -241,7 +199,6 @@ def status(
 ) -> None:
     """Trials by state, the best value and params, and the latest trials."""
     from hpo.api import flag, open_view
-    from hpo.study import snapshot
 
     view = open_view(spec_path, storage, study_name, flag)
     now = view.status(last)
@@ -260,7 +217,9 @@ def status(
             f"warm start: {now.warm} earlier trials as history (not counted, never the best)",
             highlight=False,
         )
-    _print_best(snapshot(view.study), view.metric)
+    front = [(p.number, p.values, p.params) for p in now.front]
+    best = (now.best.value, now.best.number, now.best.params) if now.best else None
+    _print_best(front, best, view.metric)
 
 
 def _trials_table(trials: list[Any], metric: str) -> Table:
@@ -309,23 +268,18 @@ def best(
     the history a warm start copied in.
     """
     from hpo.api import flag, open_view
-    from hpo.study import own_best, own_front
 
     view = open_view(spec_path, storage, study_name, flag)
-    spec, study = view.spec, view.study
+    spec = view.spec
     assert spec is not None  # a study file was given
     # The study's own trials: warm-start history is an earlier study's result.
-    best_one = None if spec.multi_objective else own_best(study)
-    front = own_front(study) if spec.multi_objective else [best_one] if best_one else []
+    front: list[Best | ParetoTrial] = [*view.front()] if spec.multi_objective else [view.best()]
     if not front:
         raise StorageError(f"study {spec.name!r} has no completed trial yet")
-    entries = [_best_record(t, spec) for t in front]
+    entries = [_best_record(t) for t in front]
     if download is not None:
-        from hpo.study import download_best, open_store, resolve_artifacts
-
-        store = open_store(resolve_artifacts(artifacts, spec.artifacts.path))
         for trial, entry in zip(front, entries, strict=True):
-            entry["weights"] = str(download_best(study, trial, store, download))
+            entry["weights"] = str(view.best_model(download, artifacts, trial.number))
             err.print(
                 f"best model of trial {trial.number} written to {entry['weights']}",
                 highlight=False,
@@ -343,29 +297,20 @@ def best(
         return
     out.print(f"study {spec.name}  storage: {record['storage']}", highlight=False, markup=False)
     if spec.multi_objective:
-        label = _metric_label(spec)
+        label = view.metric
         out.print(f"Pareto front ({label}): {len(front)} trials", highlight=False, markup=False)
     for t in front:
-        out.print(f"trial {t.number}: {_named_values(t, spec)}", highlight=False, markup=False)
+        values = t.values if isinstance(t, ParetoTrial) else (t.value,)
+        named = ", ".join(f"{m.name} = {v:.6g}" for m, v in zip(spec.metrics, values, strict=True))
+        out.print(f"trial {t.number}: {named}", highlight=False, markup=False)
         out.print(f"params: {fmt_params(t.params)}", highlight=False, markup=False)
 
 
-def _best_record(trial: Any, spec: Any) -> dict[str, Any]:
-    values: dict[str, Any] = (
-        {"values": trial.values} if spec.multi_objective else {"value": trial.value}
+def _best_record(best: Best | ParetoTrial) -> dict[str, Any]:
+    value: dict[str, Any] = (
+        {"values": list(best.values)} if isinstance(best, ParetoTrial) else {"value": best.value}
     )
-    return {
-        "trial": trial.number,
-        **values,
-        "params": trial.params,
-        # a completed retry carries its predecessor's fail_reason: not a reason for a best trial
-        "user_attrs": {k: v for k, v in trial.user_attrs.items() if k != ATTR_FAIL_REASON},
-    }
-
-
-def _named_values(trial: Any, spec: Any) -> str:
-    """``name = value`` for each of the study's metrics."""
-    return ", ".join(f"{m.name} = {v:.6g}" for m, v in zip(spec.metrics, trial.values, strict=True))
+    return {"trial": best.number, **value, "params": best.params, "user_attrs": best.user_attrs}
 
 
 @app.command(cls=_Command)
@@ -379,17 +324,15 @@ def proxy(
     """Serve the storage through Optuna's gRPC proxy (workers: --storage grpc://HOST:PORT)."""
     _extra("grpc", "proxy", "hpo proxy")
     _extra("google.protobuf", "proxy", "hpo proxy")
-    from hpo.study import open_storage, redact, serve_proxy
+    from hpo.api import flag
+    from hpo.api import proxy as open_proxy
 
-    url = _storage_url(storage)
-    if url.startswith("grpc://"):
-        raise SpecError("--storage: the proxy serves a database URL, not another proxy")
-    backend = open_storage(url)
+    served = open_proxy(storage, host, port, flag)
     err.print(
-        f"serving {redact(url)} on grpc://{host}:{port} (no TLS: keep it on a private network)",
+        f"serving {served.storage} on grpc://{host}:{port} (no TLS: keep it on a private network)",
         highlight=False,
     )
-    serve_proxy(backend, host, port)
+    served.serve()
 
 
 @app.command(cls=_Command)
@@ -407,17 +350,12 @@ def dashboard(
     verbose: VerboseOpt = False,
 ) -> None:
     """Serve optuna-dashboard on the study's storage (the embedded default too), until Ctrl-C."""
-    from hpo.insight import start_dashboard
-    from hpo.spec import ArtifactSpec, load_spec
-    from hpo.study import resolve_artifacts
+    from hpo.api import dashboard as start
+    from hpo.api import flag
 
-    if spec_path is None and not study:
-        url, name = _storage_url(storage), None
-    else:
-        url, name = _target(spec_path, storage, study)
-    spec_store = load_spec(spec_path).artifacts.path if spec_path else ArtifactSpec().path
-    store = resolve_artifacts(artifacts, spec_store)
-    board = start_dashboard(url, host, port, name, store)
+    board = start(
+        spec_path, storage, study_name=study, host=host, port=port, artifacts=artifacts, naming=flag
+    )
     for line in board.how_to_reach():
         out.print(line, highlight=False, markup=False)
     out.print("Ctrl-C stops it", highlight=False)
@@ -437,11 +375,9 @@ def report(
 ) -> None:
     """Write report.html (plots, offline), PNGs, best_params.yaml and trials.csv."""
     os.environ.setdefault("MPLBACKEND", "Agg")  # PNGs only, never a window
-    from hpo.insight import write_report
-    from hpo.study import find, redact
+    from hpo.api import flag, open_view
 
-    url, name = _target(spec_path, storage, study)
-    result = write_report(find(name, url), output, redact(url))
+    result = open_view(spec_path, storage, study, flag).report(output)
     for path in result.files:
         out.print(f"wrote {path}", highlight=False, markup=False)
     for plot, reason in result.skipped.items():
@@ -463,25 +399,22 @@ def export(
     verbose: VerboseOpt = False,
 ) -> None:
     """Every trial with its params, value, state, duration and user attrs, as CSV or JSON."""
-    from hpo.insight import Format, write_trials
-    from hpo.study import find
+    from hpo.api import flag, open_view
 
     fmt = fmt or (output.suffix.lstrip(".") if output and output.suffix else "csv")
     if fmt not in ("csv", "json"):
         raise SpecError(f"--format: {fmt!r} is not csv or json")
-    kind: Format = "json" if fmt == "json" else "csv"
-    url, name = _target(spec_path, storage, study)
-    found = find(name, url)
+    view = open_view(spec_path, storage, study, flag)
     if output is None:
         try:
-            write_trials(found, sys.stdout, kind)
+            view.export(sys.stdout, fmt)
             sys.stdout.flush()
         except BrokenPipeError:  # `hpo export | head`: the reader has all it wants
             # Python would flush stdout again at exit and fail: point it at /dev/null first.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return
     with open(output, "w", newline="") as stream:
-        count = write_trials(found, stream, kind)
+        count = view.export(stream, fmt)
     err.print(f"wrote {count} trials to {output}", highlight=False, markup=False)
 
 

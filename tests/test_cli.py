@@ -170,3 +170,25 @@ def test_best_names_the_storage(write_spec, tmp_path: Path) -> None:
 
     assert text.exit_code == 0 and f"storage: {url}" in text.output
     assert '"storage": "' + url + '"' in as_json.output
+
+
+def test_status_of_a_study_of_two_metrics_shows_its_pareto_front(write_spec, tmp_path) -> None:
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import create_trial
+
+    url = f"sqlite:///{tmp_path / 'two.db'}"
+    two = [
+        {"name": "val_accuracy", "direction": "maximize"},
+        {"name": "params_m", "direction": "minimize"},
+    ]
+    study = optuna.create_study(study_name="two", storage=url, directions=["maximize", "minimize"])
+    dist = {"lr": FloatDistribution(0.01, 0.5, log=True)}
+    for values in ([0.9, 3.0], [0.8, 1.0], [0.7, 2.0]):  # trial 2 is beaten by trial 1
+        study.add_trial(create_trial(values=values, params={"lr": 0.1}, distributions=dist))
+    spec = str(write_spec(tiny_spec("two", metric=two)))
+
+    result = runner.invoke(app, ["status", spec, "--storage", url])
+
+    assert result.exit_code == 0, result.output
+    assert "Pareto front (val_accuracy, params_m): 2 trials" in result.output
+    assert "  trial 0: 0.9, 3  [lr=0.1]" in result.output and "trial 2:" not in result.output
