@@ -82,6 +82,9 @@ def test_best_model_of_a_front_trial_by_number(tmp_path: Path) -> None:
         view.best_model(tmp_path / "out", artifacts=str(store), trial=3)
     with pytest.raises(StorageError, match="no trial 9"):
         view.best_model(tmp_path / "out", artifacts=str(store), trial=9)
+    elsewhere = tmp_path / "empty-store"
+    with pytest.raises(StorageError, match="trial 1's best_model.pt is not in this artifact store"):
+        view.best_model(tmp_path / "out", artifacts=str(elsewhere), trial=1)
 
 
 def test_report_writes_the_pareto_front_and_the_trials(tmp_path: Path) -> None:

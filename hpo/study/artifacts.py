@@ -117,7 +117,7 @@ def download_best(study: optuna.Study, trial: FrozenTrial, store: Any, target: P
     """Download ``trial``'s best-model artifact into directory ``target``.
 
     Raises:
-        StorageError: the trial has no best-model artifact.
+        StorageError: the trial has no best-model artifact, or the store does not hold it.
     """
     metas = [
         m
@@ -130,5 +130,13 @@ def download_best(study: optuna.Study, trial: FrozenTrial, store: Any, target: P
     path = target / f"trial-{trial.number}-{BEST_MODEL}"
     if path.exists():
         path.unlink()
-    download_artifact(artifact_store=store, file_path=str(path), artifact_id=metas[-1].artifact_id)
+    try:
+        download_artifact(
+            artifact_store=store, file_path=str(path), artifact_id=metas[-1].artifact_id
+        )
+    except ArtifactNotFound:
+        raise StorageError(
+            f"trial {trial.number}'s {BEST_MODEL} is not in this artifact store: name the one "
+            "its trials uploaded to (--artifacts, HPO_ARTIFACTS or the spec's artifacts.path)"
+        ) from None
     return path
