@@ -59,7 +59,8 @@ def hpo_run(task: type[Task], seed: int, workers: int, cap: int, target: float) 
         ledger.touch()
         env = {
             **os.environ,
-            "PYTHONPATH": str(HERE),
+            # The benchmark's modules ahead of any checkout the caller runs hpo from.
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])),
             "HPO_BENCH_TASK": task.name,
             "HPO_BENCH_LEDGER": str(ledger),
             "HPO_BENCH_EPOCH_SECONDS": str(EPOCH_SECONDS if workers > 1 else 0),

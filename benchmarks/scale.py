@@ -84,7 +84,8 @@ def run_one(workers: int, per_worker: int, via_proxy: bool, tmp: Path) -> dict[s
     _spec(spec, name, points)
     lat_dir = tmp / name
     lat_dir.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(HERE), "HPO_BENCH_LATENCY_DIR": str(lat_dir)}
+    path = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path, "HPO_BENCH_LATENCY_DIR": str(lat_dir)}
     proxy = None
     storage = URL
     if via_proxy:

@@ -21,6 +21,14 @@ POSTGRES_URL = os.environ.get(
 TINY_TRAIN = {"model": "cnn", "dataset": "digits", "epochs": 3, "batch_size": 64, "num_workers": 0}
 
 
+def pythonpath(*dirs: str | Path) -> str:
+    """``PYTHONPATH`` for a child process: ``dirs`` (an objective's module) ahead of this one's,
+    so the child imports the same hpo as the tests (a checkout on PYTHONPATH, not only the
+    installed package)."""
+    paths = [str(d) for d in dirs] + [p for p in [os.environ.get("PYTHONPATH")] if p]
+    return os.pathsep.join(paths)
+
+
 def tiny_spec(name: str = "tiny", **overrides: Any) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "name": name,

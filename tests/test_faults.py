@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import pythonpath
 from optuna.trial import TrialState
 from pgserver import PrivatePostgres
 from test_run import _wait_for, finish, hpo, trials_of
@@ -58,7 +59,7 @@ def _spec(write_spec, tmp_path: Path, outage: float) -> Path:
 
 def test_postgres_restart_mid_study_loses_nothing(write_spec, tmp_path: Path, private_pg) -> None:
     spec = _spec(write_spec, tmp_path, outage=60)
-    env = {"HPO_STORAGE": private_pg.url, "PYTHONPATH": str(tmp_path)}
+    env = {"HPO_STORAGE": private_pg.url, "PYTHONPATH": pythonpath(tmp_path)}
     node = hpo("run", str(spec), "--workers", "2", cwd=tmp_path, env=env)
     _wait_for(lambda: _finished(private_pg.url) >= 1, timeout=90)
 
@@ -82,7 +83,7 @@ def _finished(url: str) -> int:
 
 def test_lasting_outage_exits_1_with_one_clear_line(write_spec, tmp_path: Path, private_pg) -> None:
     spec = _spec(write_spec, tmp_path, outage=4)
-    env = {"HPO_STORAGE": private_pg.url, "PYTHONPATH": str(tmp_path)}
+    env = {"HPO_STORAGE": private_pg.url, "PYTHONPATH": pythonpath(tmp_path)}
     node = hpo("run", str(spec), "--workers", "1", cwd=tmp_path, env=env)
     _wait_for(lambda: _finished(private_pg.url) >= 1, timeout=90)
     stopper = threading.Thread(target=private_pg.stop)
@@ -113,7 +114,7 @@ def test_too_many_clients_is_waited_for_not_fatal(write_spec, tmp_path: Path, sm
     """Five workers need 12 connections where 8 are free: hpo warns with the numbers up front,
     workers refused a connection wait for one, and every trial runs exactly once."""
     spec = _spec(write_spec, tmp_path, outage=120)
-    env = {"HPO_STORAGE": small_pg.url, "PYTHONPATH": str(tmp_path)}
+    env = {"HPO_STORAGE": small_pg.url, "PYTHONPATH": pythonpath(tmp_path)}
     node = hpo("run", str(spec), "--workers", "5", cwd=tmp_path, env=env)
     out = finish(node, timeout=240)
 

@@ -9,30 +9,62 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import tiny_spec
+from conftest import pythonpath
 from optuna.trial import TrialState
 from test_run import _running, _wait_for, finish, hpo, trials_of
 
 pytestmark = [pytest.mark.slow]
+
+#: What these tests check is claiming, heartbeats, retries and preemption, which the worker does
+#: the same for any objective: this one needs no torch (seconds of start-up per worker) and
+#: sleeps STEPS x 0.1 s, reporting each step, so a test can catch a trial while it runs.
+STEPS = (
+    "import time\n"
+    "def objective(params, report):\n"
+    "    for step in range(1, {steps} + 1):\n"
+    "        time.sleep(0.1)\n"
+    "        report(params['lr'], step)\n"
+    "    return params['lr']\n"
+)
+
+
+def _objective_spec(write_spec, name: str, steps: int = 1, **overrides):
+    """A study of the ``STEPS`` objective (``lr`` in [0.01, 0.5]), written beside the spec."""
+    spec = write_spec(
+        {
+            "name": name,
+            "objective": "fleetsteps:objective",
+            "metric": {"name": "score", "direction": "maximize"},
+            "sampler": {"type": "random", "seed": 0},
+            "pruner": {"type": "none"},
+            "budget": {"n_trials": 4},
+            "space": {"lr": {"type": "float", "low": 0.01, "high": 0.5, "log": True}},
+            **overrides,
+        }
+    )
+    (spec.parent / "fleetsteps.py").write_text(STEPS.format(steps=steps))
+    return spec
+
+
+def _env(spec: Path, **extra: str) -> dict[str, str]:
+    return {"PYTHONPATH": pythonpath(spec.parent), **extra}
 
 
 @pytest.mark.postgres
 def test_two_nodes_two_workers_run_every_grid_point_once(
     write_spec, tmp_path: Path, postgres_url: str, unique_name: str
 ) -> None:
-    spec = write_spec(
-        tiny_spec(
-            unique_name,
-            sampler={"type": "grid", "seed": 0},
-            budget={},
-            space={
-                "lr": {"type": "float", "values": [0.01, 0.03, 0.1, 0.3]},
-                "batch_size": {"type": "categorical", "choices": [32, 64, 128]},
-            },
-            train={**tiny_spec()["train"], "epochs": 1, "fraction": 0.25},
-        )
+    spec = _objective_spec(
+        write_spec,
+        unique_name,
+        sampler={"type": "grid", "seed": 0},
+        budget={},
+        space={
+            "lr": {"type": "float", "values": [0.01, 0.03, 0.1, 0.3]},
+            "batch_size": {"type": "categorical", "choices": [32, 64, 128]},
+        },
     )
-    env = {"HPO_STORAGE": postgres_url}
+    env = _env(spec, HPO_STORAGE=postgres_url)
     nodes = [hpo("run", str(spec), "--workers", "2", cwd=tmp_path, env=env) for _ in range(2)]
     outs = [finish(p) for p in nodes]
 
@@ -48,16 +80,16 @@ def test_a_dead_nodes_trial_is_retried_by_another_node_after_its_heartbeat_stops
 ) -> None:
     """kill -9 of a whole node (supervisor and worker): the heartbeat goes stale, the
     other node fails the trial and runs its retry with the same parameters."""
-    spec = write_spec(
-        tiny_spec(
-            "deadnode",
-            budget={"n_trials": 3},
-            retry={"max_retries": 2, "heartbeat_interval": 1, "grace_period": 3},
-            train={**tiny_spec()["train"], "epochs": 30},
-        )
+    spec = _objective_spec(
+        write_spec,
+        "deadnode",
+        steps=20,
+        budget={"n_trials": 3},
+        retry={"max_retries": 2, "heartbeat_interval": 1, "grace_period": 3},
     )
     url = f"sqlite:///{tmp_path / 'hpo.db'}"
-    doomed = hpo("run", str(spec), "--workers", "1", cwd=tmp_path, start_new_session=True)
+    env = _env(spec)
+    doomed = hpo("run", str(spec), "--workers", "1", cwd=tmp_path, env=env, start_new_session=True)
     _wait_for(lambda: _running(url, "deadnode"))
     victim = _running(url, "deadnode")[0]
     os.killpg(doomed.pid, signal.SIGKILL)
@@ -65,7 +97,7 @@ def test_a_dead_nodes_trial_is_retried_by_another_node_after_its_heartbeat_stops
     doomed.wait()
     time.sleep(1)
 
-    survivor = hpo("run", str(spec), "--workers", "1", cwd=tmp_path)
+    survivor = hpo("run", str(spec), "--workers", "1", cwd=tmp_path, env=env)
     out = finish(survivor)
 
     assert survivor.returncode == 0, out
@@ -82,11 +114,10 @@ def test_a_dead_nodes_trial_is_retried_by_another_node_after_its_heartbeat_stops
 def test_sigterm_preempts_the_node_and_another_finishes_the_trial(
     write_spec, tmp_path: Path
 ) -> None:
-    spec = write_spec(
-        tiny_spec("preempt", budget={"n_trials": 2}, train={**tiny_spec()["train"], "epochs": 8})
-    )
+    spec = _objective_spec(write_spec, "preempt", steps=20, budget={"n_trials": 2})
     url = f"sqlite:///{tmp_path / 'hpo.db'}"
-    node = hpo("run", str(spec), "--workers", "1", cwd=tmp_path)
+    env = _env(spec)
+    node = hpo("run", str(spec), "--workers", "1", cwd=tmp_path, env=env)
     _wait_for(lambda: _running(url, "preempt"))
     started = time.monotonic()
     node.send_signal(signal.SIGTERM)
@@ -99,7 +130,7 @@ def test_sigterm_preempts_the_node_and_another_finishes_the_trial(
     assert len(interrupted) == 1
     assert interrupted[0].user_attrs["fail_reason"].startswith("interrupted")
 
-    other = hpo("run", str(spec), "--workers", "1", cwd=tmp_path)
+    other = hpo("run", str(spec), "--workers", "1", cwd=tmp_path, env=env)
     assert finish(other) and other.returncode == 0
     trials = trials_of(url, "preempt")
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 2
@@ -123,7 +154,8 @@ def test_workers_share_postgres_through_the_grpc_proxy(
         text=True,
     )
     try:
-        spec = write_spec(tiny_spec(unique_name, budget={"n_trials": 5}))
+        # 1 s a trial: both workers are up before one could take all five.
+        spec = _objective_spec(write_spec, unique_name, steps=10, budget={"n_trials": 5})
         node = hpo(
             "run",
             str(spec),
@@ -132,6 +164,7 @@ def test_workers_share_postgres_through_the_grpc_proxy(
             "--storage",
             f"grpc://127.0.0.1:{port}",
             cwd=tmp_path,
+            env=_env(spec),
         )
         out = finish(node)
     finally:

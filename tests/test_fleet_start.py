@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy
-from conftest import POSTGRES_URL
+from conftest import POSTGRES_URL, pythonpath
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 from test_run import _running, _wait_for, trials_of
@@ -83,7 +83,7 @@ def release_together(
         args = [str(barrier / f"ready{i}"), str(barrier / "go"), "run", str(spec)]
         args += ["--workers", "1", *((extra or [[]] * len(specs))[i])]
         cmd = [sys.executable, "-c", LAUNCHER, *args]
-        env = {**os.environ, "HPO_STORAGE": url, "PYTHONPATH": str(cwd)}
+        env = {**os.environ, "HPO_STORAGE": url, "PYTHONPATH": pythonpath(cwd)}
         if UNSHARE:
             cmd = ["unshare", "--uts", "sh", "-c", f'hostname {node} && exec "$@"', "sh", *cmd]
         else:
@@ -182,7 +182,7 @@ def test_processes_on_one_host_and_a_restarted_worker_never_share_a_configuratio
     (objective_dir / "fleetobj.py").write_text(OBJECTIVE.replace("0.05", "0.4"))
     spec = _spec(write_spec, "seeds", n_trials=16)
     with fresh_database() as url:
-        env = {**os.environ, "HPO_STORAGE": url, "PYTHONPATH": str(objective_dir)}
+        env = {**os.environ, "HPO_STORAGE": url, "PYTHONPATH": pythonpath(objective_dir)}
         env["HPO_NODE_NAME"] = "samehost"
         cmd = [sys.executable, "-m", "hpo", "run", str(spec), "--workers", "1"]
         runs = [

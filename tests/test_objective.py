@@ -3,6 +3,9 @@ the stop flag, pruning, and ``hpo.checkpoint`` resuming a retried trial. In-proc
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import uuid
 from pathlib import Path
@@ -150,6 +153,48 @@ def test_checkpoint_helper_resumes_a_retried_trial_and_is_dropped_after(
     assert retry.user_attrs["resumed_from"] == 2 and retry.value == 4.0
     assert sorted(retry.intermediate_values) == [3, 4]  # no epoch repeated
     assert not list((tmp_path / "art").glob("checkpoint-*")), "dropped once the result is in"
+
+
+THREADS = """
+import sys
+
+
+def objective(trial):
+    trial.set_user_attr("torch_loaded", "torch" in sys.modules)
+    import torch
+
+    trial.set_user_attr("threads", torch.get_num_threads())
+    return 0.0
+"""
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one thread is the default on one core")
+def test_worker_leaves_torch_to_the_objective_and_still_sets_its_threads(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker process with a custom objective does not import torch (seconds per process);
+    an objective that imports torch itself still gets the worker's thread count."""
+    ref = f"{_module(tmp_path, monkeypatch, THREADS)}:objective"
+    spec = _spec("threads", ref, budget={"n_trials": 1})
+    prepare(spec, sqlite_url)
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    path = os.pathsep.join(p for p in (str(tmp_path), env.get("PYTHONPATH")) if p)
+    env.update(HPO_STORAGE=sqlite_url, PYTHONPATH=path)
+    worker = subprocess.run(
+        [sys.executable, "-m", "hpo.worker", "--threads", "1"],
+        input=spec.model_dump_json(exclude_unset=True),
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert worker.returncode == 0, worker.stderr
+    (trial,) = optuna.load_study(study_name="threads", storage=sqlite_url).get_trials()
+    assert trial.state == TrialState.COMPLETE, worker.stderr
+    assert trial.user_attrs["torch_loaded"] is False
+    assert trial.user_attrs["threads"] == 1
 
 
 def test_checkpoint_outside_a_worker_keeps_nothing() -> None:

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import pythonpath
 from optuna.trial import TrialState
 from pgserver import PrivatePostgres
 from test_faults import SLOW_OBJECTIVE
@@ -123,7 +124,7 @@ def _run_in_namespace(write_spec, tmp_path: Path, link: Link, pg: PrivatePostgre
         }
     )
     url = pg.url.replace("127.0.0.1", link.host_ip)
-    env = {**os.environ, "HPO_STORAGE": url, "PYTHONPATH": str(tmp_path)}
+    env = {**os.environ, "HPO_STORAGE": url, "PYTHONPATH": pythonpath(tmp_path)}
     cmd = [sys.executable, "-m", "hpo", "run", str(spec), "--workers", "1"]
     node = link.popen(cmd, tmp_path, env)
     _wait_for(lambda: _started(pg.url) >= 1, timeout=120)

@@ -173,7 +173,14 @@ def test_oom_restarts_with_micro_batches_of_the_same_effective_batch(
         tiny_spec(
             "oom",
             budget={"n_trials": 1},
-            train={**tiny_spec()["train"], "model": oom_model, "batch_size": 64, "epochs": 2},
+            # A fifth of digits: each restart happens on the first batch, then 2 short epochs.
+            train={
+                **tiny_spec()["train"],
+                "model": oom_model,
+                "batch_size": 64,
+                "epochs": 2,
+                "fraction": 0.2,
+            },
         )
     )
     outcome = _one_trial(sqlite_url, spec, tmp_path)

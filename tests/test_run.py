@@ -12,7 +12,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import tiny_spec
+from conftest import pythonpath, tiny_spec
 from optuna.trial import TrialState
 
 pytestmark = pytest.mark.slow
@@ -230,7 +230,9 @@ def test_objective_mode_tunes_user_code(write_spec, tmp_path: Path) -> None:
             "space": {"x": {"type": "float", "low": -5, "high": 5}},
         }
     )
-    proc = hpo("run", str(spec), "--workers", "2", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
+    proc = hpo(
+        "run", str(spec), "--workers", "2", cwd=tmp_path, env={"PYTHONPATH": pythonpath(tmp_path)}
+    )
     out = finish(proc)
 
     assert proc.returncode == 0, out
@@ -262,7 +264,9 @@ def test_a_crashing_trial_is_retried_max_retries_times_and_the_study_goes_on(
             "space": {"x": {"type": "float", "low": 0, "high": 1}},
         }
     )
-    proc = hpo("run", str(spec), "--workers", "1", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
+    proc = hpo(
+        "run", str(spec), "--workers", "1", cwd=tmp_path, env={"PYTHONPATH": pythonpath(tmp_path)}
+    )
     out = finish(proc)
 
     assert proc.returncode == 0, out

@@ -173,3 +173,27 @@ def test_flowers102_split_option(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_flowers102_offline_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="Flowers102.*download: false"):
         load_data("flowers102", DataOptions(data_dir=str(tmp_path), download=False))
+
+
+def test_digits_read_from_sklearns_file_match_load_digits() -> None:
+    """Contract with scikit-learn's private layout (hpo/data/_sklearn.py): the bundled CSV is
+    where hpo reads it, and gives exactly the arrays the public ``load_digits`` gives."""
+    import numpy as np
+
+    from hpo.data._sklearn import bundled_digits_file, load_digits_arrays
+
+    assert bundled_digits_file() is not None, "sklearn moved digits.csv.gz: update _sklearn.py"
+    images, target = load_digits_arrays(public=False)
+    public_images, public_target = load_digits_arrays(public=True)
+    assert images.shape == (1797, 8, 8) and images.dtype == public_images.dtype
+    np.testing.assert_array_equal(images, public_images)
+    np.testing.assert_array_equal(target, public_target)
+    assert target.dtype == public_target.dtype
+
+
+def test_digits_load_without_importing_sklearn(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)  # importing it now raises
+    bundle = load_data("digits", DataOptions())
+    assert len(bundle.train) + len(bundle.val) == 1797

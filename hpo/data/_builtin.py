@@ -6,6 +6,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from hpo.data._registry import DataBundle, DataOptions
+from hpo.data._sklearn import load_digits_arrays
 
 #: The train/validation split never depends on the trial's seed, so every trial of a study is
 #: validated on the same samples and their metrics compare.
@@ -27,12 +28,10 @@ def _resize(x: torch.Tensor, size: int | None) -> torch.Tensor:
 
 def digits(opts: DataOptions) -> DataBundle:
     """scikit-learn's bundled 8x8 digits (1,797 images, 10 classes), standardised."""
-    from sklearn.datasets import load_digits
-
-    raw = load_digits()
-    x = torch.tensor(raw.images, dtype=torch.float32).unsqueeze(1)
+    images, target = load_digits_arrays()
+    x = torch.tensor(images, dtype=torch.float32).unsqueeze(1)
     x = _resize((x - x.mean()) / x.std(), opts.image_size)
-    y = torch.tensor(raw.target, dtype=torch.long)
+    y = torch.tensor(target, dtype=torch.long)
     train, val = _split(x, y, opts.val_fraction)
     return DataBundle(train, val, 10, 1, x.shape[-1], in_memory=True)
 

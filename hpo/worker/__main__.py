@@ -23,6 +23,20 @@ def _emit(event: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+def _set_threads(threads: int, spec: StudySpec) -> None:
+    """Limit intra-op threads to this worker's share of the node's cores.
+
+    The trainer imports torch anyway, so it is told at once. A custom objective may never
+    use torch, and importing it only to set this costs seconds of CPU per worker: torch reads
+    ``OMP_NUM_THREADS`` when the objective imports it.
+    """
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    if spec.objective is None or "torch" in sys.modules:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hpo.worker")
     parser.add_argument("--index", type=int, default=0)
@@ -35,11 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format=f"%(asctime)s w{args.index} %(levelname)s %(message)s"
     )
     quiet_optuna()
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     spec = StudySpec.model_validate_json(sys.stdin.read())
+    if args.threads:
+        _set_threads(args.threads, spec)
     if spec.objective is None and (spec.train.deterministic or "deterministic" in spec.space):
         from hpo.trainer.runtime import CUBLAS_ENV
 
