@@ -18,6 +18,10 @@ ENV_OBJECTIVE_PATH = "HPO_OBJECTIVE_PATH"
 #: The GPUs a worker process may use (one per worker), and its CPU threads.
 ENV_VISIBLE_GPUS = "CUDA_VISIBLE_DEVICES"
 ENV_THREADS = "OMP_NUM_THREADS"
+#: cuBLAS's workspace setting, which deterministic CUDA runs need (read when CUDA starts).
+ENV_CUBLAS_WORKSPACE = "CUBLAS_WORKSPACE_CONFIG"
+#: ``1``: load digits through ``sklearn.datasets.load_digits`` (not the bundled file directly).
+ENV_DIGITS_PUBLIC = "HPO_DIGITS_PUBLIC"
 #: ``0`` turns hpo's speed-ups on Optuna's internals off: plain Optuna paths only.
 ENV_FAST_PATHS = "HPO_FAST_PATHS"
 

@@ -19,10 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-log = logging.getLogger(__name__)
+from hpo.keys import ENV_DIGITS_PUBLIC
 
-#: "1": always load digits through ``sklearn.datasets.load_digits`` (the public path).
-ENV_PUBLIC = "HPO_DIGITS_PUBLIC"
+log = logging.getLogger(__name__)
 
 
 def bundled_digits_file() -> Path | None:
@@ -47,7 +46,7 @@ def load_digits_arrays(public: bool | None = None) -> tuple[np.ndarray, np.ndarr
     """Digits as scikit-learn's ``load_digits`` gives them: images (n, 8, 8), float64, and
     int labels. ``public`` forces the public path (default: ``HPO_DIGITS_PUBLIC``)."""
     if public is None:
-        public = os.environ.get(ENV_PUBLIC) == "1"
+        public = os.environ.get(ENV_DIGITS_PUBLIC) == "1"
     path = None if public else bundled_digits_file()
     if path is not None:
         arrays = _read(path)

@@ -17,11 +17,12 @@ import os
 import torch
 from torch import nn
 
+from hpo.keys import ENV_CUBLAS_WORKSPACE
 from hpo.models import MODELS
 from hpo.trainer.config import TrainConfig
 
 #: The cuBLAS setting deterministic CUDA runs need; set it before CUDA initialises.
-CUBLAS_ENV = ("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+CUBLAS_ENV = (ENV_CUBLAS_WORKSPACE, ":4096:8")
 
 
 def configure(config: TrainConfig, device: torch.device) -> None:

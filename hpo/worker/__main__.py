@@ -12,7 +12,7 @@ import threading
 from typing import Any
 
 from hpo.errors import HpoError
-from hpo.keys import ENV_ARTIFACTS
+from hpo.keys import ENV_ARTIFACTS, ENV_THREADS
 from hpo.spec import StudySpec
 from hpo.study import ENV_STORAGE, quiet_optuna
 from hpo.worker.serve import WorkerContext, run_worker
@@ -30,7 +30,7 @@ def _set_threads(threads: int, spec: StudySpec) -> None:
     use torch, and importing it only to set this costs seconds of CPU per worker: torch reads
     ``OMP_NUM_THREADS`` when the objective imports it.
     """
-    os.environ["OMP_NUM_THREADS"] = str(threads)
+    os.environ[ENV_THREADS] = str(threads)
     if spec.objective is None or "torch" in sys.modules:
         import torch
 
