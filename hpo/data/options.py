@@ -9,7 +9,7 @@ from hpo.data._registry import DataOptions
 from hpo.data.augment import Augment
 
 if TYPE_CHECKING:
-    from hpo.trainer.config import TrainConfig  # the type only: data never imports the trainer
+    from hpo.trainer import TrainConfig  # the type only: data never imports the trainer
 
 
 def augment_of(config: TrainConfig) -> Augment:

@@ -6,6 +6,19 @@ helpers in ``hpo.models.parts`` find a model's head and its stages (freezing, la
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from hpo.models._registry import MODELS, ModelEntry, build_model, fetch_weights
 
-__all__ = ["MODELS", "ModelEntry", "build_model", "fetch_weights"]
+if TYPE_CHECKING:
+    from hpo.models.parts import head_name, stages
+
+__all__ = ["MODELS", "ModelEntry", "build_model", "fetch_weights", "head_name", "stages"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("head_name", "stages"):  # they import torch: loaded on first use
+        from hpo.models import parts
+
+        return getattr(parts, name)
+    raise AttributeError(name)

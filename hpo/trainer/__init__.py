@@ -13,8 +13,10 @@ from hpo.trainer.oom import is_oom
 
 if TYPE_CHECKING:
     from hpo.trainer.loop import CheckpointCallback, EpochCallback, TrainResult, fit
+    from hpo.trainer.runtime import CUBLAS_ENV
 
 __all__ = [
+    "CUBLAS_ENV",
     "METRICS",
     "CheckpointCallback",
     "EpochCallback",
@@ -30,4 +32,8 @@ def __getattr__(name: str) -> Any:
         from hpo.trainer import loop
 
         return getattr(loop, name)
+    if name == "CUBLAS_ENV":
+        from hpo.trainer import runtime
+
+        return runtime.CUBLAS_ENV
     raise AttributeError(name)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
-from hpo.data.batch_augment import BatchTransform
+from hpo.data import BatchTransform
 from hpo.trainer.runtime import epoch_seed
 
 Batch = tuple[torch.Tensor, torch.Tensor]

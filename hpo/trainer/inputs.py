@@ -19,9 +19,15 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from hpo.data import DataBundle, augment_of, data_options, load_data
-from hpo.data.batch_augment import BatchTransform
-from hpo.data.cache import cache_key, cached
+from hpo.data import (
+    BatchTransform,
+    DataBundle,
+    augment_of,
+    cache_key,
+    cached,
+    data_options,
+    load_data,
+)
 from hpo.models import MODELS
 from hpo.trainer.batches import Batches, TensorBatches, loader_batches, subset
 from hpo.trainer.config import TrainConfig

@@ -14,8 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from hpo.models import MODELS
-from hpo.models.parts import stages
+from hpo.models import MODELS, stages
 from hpo.trainer.config import TrainConfig
 
 #: ``optimizer: auto`` picks AdamW below this many training samples (and for transformers).

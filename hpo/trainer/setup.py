@@ -8,8 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from hpo.models import build_model
-from hpo.models.parts import head_name
+from hpo.models import build_model, head_name
 from hpo.trainer import autobatch
 from hpo.trainer.batches import Batches
 from hpo.trainer.config import METRICS, TrainConfig

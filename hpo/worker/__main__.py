@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         _set_threads(args.threads, spec)
     if spec.objective is None and (spec.train.deterministic or "deterministic" in spec.space):
-        from hpo.trainer.runtime import CUBLAS_ENV
+        from hpo.trainer import CUBLAS_ENV
 
         # cuBLAS reads this once, when CUDA starts in this process: before the first trial.
         os.environ.setdefault(*CUBLAS_ENV)

@@ -20,8 +20,7 @@ from sqlalchemy.engine import make_url
 
 from hpo.errors import SpecError, StorageError
 from hpo.keys import ENV_STORAGE
-from hpo.spec import RetrySpec
-from hpo.spec.storage_url import normalize_storage_url
+from hpo.spec import RetrySpec, normalize_storage_url
 from hpo.study._optuna.fast_paths import fast_paths
 from hpo.study._optuna.resilient import PlainResilientStorage, ResilientRDBStorage
 from hpo.study.claims.retry import stale_callback
