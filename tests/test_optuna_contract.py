@@ -647,9 +647,7 @@ NO_RETRY = {
 #: Backend methods the caches call that are not wrapped today: method -> why (reported). The
 #: test is an expected failure, strict: wrapping the method makes it pass, and fail as XPASS
 #: until this entry goes.
-KNOWN_UNWRAPPED = {
-    "delete_study": "_CachedStorage.delete_study calls it; not in RETRIED (hpo deletes no study)",
-}
+KNOWN_UNWRAPPED: dict[str, str] = {}
 
 
 def _backend_params() -> list[Any]:

@@ -42,7 +42,7 @@ def is_multi_objective(study: optuna.Study) -> bool:
 
 def forget_trials(study: optuna.Study) -> None:
     """Drop the study's per-thread snapshot of its trials, so the next sampler call reads the
-    storage again: what ``Study.ask`` does once per trial.
+    storage again: what ``Study.ask`` (and ``Study.tell``) do once per trial.
 
     An assignment to a ``threading.local`` never fails, so a renamed attribute would leave
     samplers on a stale snapshot without an error; this checks the attribute is Optuna's.

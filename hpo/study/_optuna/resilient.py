@@ -40,6 +40,8 @@ RETRIED = (
     "_get_trials",
     "_set_trial_param",
     "create_new_study",
+    # Retried after a commit whose answer was lost, it finds no study and raises KeyError.
+    "delete_study",
     "set_study_user_attr",
     "set_study_system_attr",
     "get_study_id_from_name",
