@@ -26,6 +26,7 @@ from optuna.pruners._successive_halving import _completed_rung_key, _get_current
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
+from hpo.study._optuna.objects import storage_of, study_id_of, trial_id_of
 from hpo.study._optuna.trial_cache import TrialCache
 
 _RUNG = "completed_rung_"
@@ -49,7 +50,7 @@ class FastHyperbandPruner(HyperbandPruner):
         self._rungs: _Rungs | None = None
 
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
-        storage = study._storage
+        storage = storage_of(study)
         if not isinstance(storage, TrialCache):
             return super().prune(study, trial)
         if len(self._pruners) == 0:
@@ -99,7 +100,7 @@ class FastHyperbandPruner(HyperbandPruner):
             if others is None:  # read before this trial's own rung value is written, as Optuna
                 others = self._unfinished_rung_values(study, storage, trial, bracket)
             rung_key = _completed_rung_key(rung)
-            storage.set_trial_system_attr(trial._trial_id, rung_key, value)
+            storage.set_trial_system_attr(trial_id_of(trial), rung_key, value)
             assert self._rungs is not None
             finished = self._rungs.values.get((bracket, rung_key), [])
             extra = [*others.get(rung_key, []), value]
@@ -115,18 +116,18 @@ class FastHyperbandPruner(HyperbandPruner):
         """Index the trials that finished since the last look, then read (one query) the rung
         values of the bracket's other trials that are not in the finished log: unfinished ones,
         whose values can still change, and any that finished since the study was last read."""
-        study_id = study._study_id
+        study_id = study_id_of(study)
         self._index(study, storage.finished_log(study_id))
         values: dict[str, list[float]] = {}
         for trial_id, number, key, v in storage.unlogged_system_attrs(study_id, _RUNG + "%"):
-            if trial_id == trial._trial_id or self._bracket(study, number) != bracket:
+            if trial_id == trial_id_of(trial) or self._bracket(study, number) != bracket:
                 continue
             values.setdefault(key, []).append(v)
         return values
 
     def _index(self, study: optuna.Study, log: list[FrozenTrial]) -> None:
-        if self._rungs is None or self._rungs.study_id != study._study_id:
-            self._rungs = _Rungs(study._study_id)
+        if self._rungs is None or self._rungs.study_id != study_id_of(study):
+            self._rungs = _Rungs(study_id_of(study))
         rungs = self._rungs
         for finished in log[rungs.cursor :]:
             bracket = self._bracket(study, finished.number)

@@ -31,15 +31,14 @@ PRIVATE_MODULES: dict[str, tuple[str, ...]] = {
 #: Optuna classes (public or private) -> the attributes and methods hpo reads, calls, assigns
 #: or overrides that Optuna does not promise (private names, or any name of a private class).
 PRIVATE_ATTRIBUTES: dict[str, tuple[str, ...]] = {
-    # objects, tpe, mftpe, hyperband: a study's storage and row id, its per-thread snapshot of
-    # the trials (what samplers read), Optuna's claim of a WAITING trial
+    # objects (for tpe, mftpe, hyperband, trial_cache): a study's storage and row id, its
+    # per-thread snapshot of the trials (what samplers read), Optuna's claim of a WAITING trial
     "optuna.study.Study": (
         "_storage",
         "_study_id",
         "_thread_local",
         "_get_trials",
         "_pop_waiting_trial_id",
-        "_is_multi_objective",
     ),
     # objects.forget_trials: the snapshot Study.ask drops once per trial
     "optuna.study.study._ThreadLocalStudyAttribute": ("cached_all_trials",),
@@ -128,7 +127,6 @@ PRIVATE_ATTRIBUTES: dict[str, tuple[str, ...]] = {
 SIGNATURES: dict[str, tuple[str, ...]] = {
     "optuna.study.Study._get_trials": ("self", "deepcopy", "states", "use_cache"),
     "optuna.study.Study._pop_waiting_trial_id": ("self",),
-    "optuna.study.Study._is_multi_objective": ("self",),
     "optuna.samplers.TPESampler._sample": ("self", "study", "trial", "search_space"),
     "optuna.samplers.TPESampler._sample_relative": ("self", "study", "trial", "search_space"),
     "optuna.samplers.TPESampler._compare": ("samples", "acquisition_func_vals"),

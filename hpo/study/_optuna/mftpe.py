@@ -21,6 +21,8 @@ from optuna.samplers._tpe.sampler import default_gamma
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.study._optuna.objects import is_multi_objective
+
 _STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 
 
@@ -52,7 +54,7 @@ class MultiFidelityTPESampler(TPESampler):
     def _sample(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
-        if study._is_multi_objective():
+        if is_multi_objective(study):
             return super()._sample(study, trial, search_space)
         trials = [
             t for t in study.get_trials(deepcopy=False, states=_STATES) if t.number != trial.number

@@ -32,6 +32,7 @@ from optuna.samplers._tpe.sampler import _get_pruned_trial_score, default_gamma
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.study._optuna.objects import is_multi_objective, storage_of, study_id_of, trials
 from hpo.study._optuna.trial_cache import TrialCache, finished_log
 
 _CONSIDERED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -158,7 +159,7 @@ def _snapshot_end(study: Study, log: list[FrozenTrial]) -> int | None:
     The snapshot lists every trial by number and shares the log's finished trial objects, and
     the log only grows, so the snapshot holds a prefix of it. None where numbers have gaps.
     """
-    snapshot = study._get_trials(deepcopy=False, use_cache=True)
+    snapshot = trials(study)
     if snapshot and snapshot[-1].number != len(snapshot) - 1:
         return None
     end = len(log)
@@ -194,18 +195,18 @@ class FastTPESampler(TPESampler):
 
     def _cache(self, study: Study, log: list[FrozenTrial]) -> _StudyCache:
         """The study's cache; a new one for a new study id or another storage's log."""
-        cache = self._caches.get(study._study_id)
+        cache = self._caches.get(study_id_of(study))
         if cache is None or cache.log is not log:
             minimize = study.direction == StudyDirection.MINIMIZE
-            cache = self._caches[study._study_id] = _StudyCache(log, minimize)
+            cache = self._caches[study_id_of(study)] = _StudyCache(log, minimize)
         return cache
 
     def _n_considered(self, study: Study) -> int | None:
         """Complete + pruned trials in the per-trial snapshot, as Optuna's startup check counts."""
-        storage = study._storage
-        if study._is_multi_objective() or not isinstance(storage, TrialCache):
+        storage = storage_of(study)
+        if is_multi_objective(study) or not isinstance(storage, TrialCache):
             return None
-        log = storage.finished_log(study._study_id)
+        log = storage.finished_log(study_id_of(study))
         end = _snapshot_end(study, log)
         if end is None:
             return None
@@ -265,16 +266,16 @@ class FastTPESampler(TPESampler):
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> tuple[_Observations, _Observations] | None:
         """The below and above observations ``TPESampler._sample`` would build, or None."""
-        storage = study._storage
-        if study._is_multi_objective() or not isinstance(storage, TrialCache):
+        storage = storage_of(study)
+        if is_multi_objective(study) or not isinstance(storage, TrialCache):
             return None
         if not all(isinstance(dist, _KNOWN) for dist in search_space.values()):
             return None
         if self._constant_liar:  # Optuna reads the study afresh
-            log = finished_log(storage, study._study_id)
+            log = finished_log(storage, study_id_of(study))
             end: int | None = len(log) if log is not None else None
         else:  # Optuna reads the snapshot taken for this trial
-            log = storage.finished_log(study._study_id)
+            log = storage.finished_log(study_id_of(study))
             end = _snapshot_end(study, log)
         if log is None or end is None:
             return None
@@ -327,10 +328,11 @@ class FastTPESampler(TPESampler):
         obs_above: _Observations,
     ) -> None:
         """Merge the other running trials into ``obs_above`` in trial-number order."""
-        assert isinstance(study._storage, TrialCache)
+        storage = storage_of(study)
+        assert isinstance(storage, TrialCache)
         numbers: list[int] = []
         values: dict[str, list[Any]] = {name: [] for name in cols}
-        for other in study._storage.unfinished(study._study_id):
+        for other in storage.unfinished(study_id_of(study)):
             if other.state != TrialState.RUNNING or other.number == trial.number:
                 continue
             params = self._get_params(other, study)

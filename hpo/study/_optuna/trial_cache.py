@@ -31,6 +31,7 @@ from optuna.storages import BaseStorage
 from optuna.storages._cached_storage import _CachedStorage, _StudyInfo
 from optuna.trial import FrozenTrial, Trial, TrialState
 
+from hpo.study._optuna.objects import trial_id_of
 from hpo.study._optuna.sql_writes import UpsertWrites
 
 _number = attrgetter("number")
@@ -110,9 +111,9 @@ class TrialCache(_CachedStorage):
         for trial in trials:
             if not trial.state.is_finished():
                 # Also a trial this process just created: read again until it finishes.
-                info.unfinished_trial_ids.add(trial._trial_id)
-            elif trial._trial_id not in self._logged:
-                self._logged.add(trial._trial_id)
+                info.unfinished_trial_ids.add(trial_id_of(trial))
+            elif trial_id_of(trial) not in self._logged:
+                self._logged.add(trial_id_of(trial))
                 log.append(trial)
                 bisect.insort(ordered, trial, key=_number)
 
@@ -212,7 +213,7 @@ class TrialCache(_CachedStorage):
         if values is not None:
             trial.values = list(values)
         trial.datetime_complete = datetime.datetime.now()
-        study_id = self._trial_id_to_study_id_and_number[trial._trial_id][0]
+        study_id = self._trial_id_to_study_id_and_number[trial_id_of(trial)][0]
         with self._lock:
             self._add_trials_to_cache(study_id, [trial])
 
@@ -280,7 +281,7 @@ def set_user_attrs(trial: Trial, attrs: dict[str, Any]) -> None:
     """``trial.set_user_attr`` for several attrs, in one write where the storage allows."""
     storage = trial.storage
     if isinstance(storage, TrialCache):
-        storage.set_trial_user_attrs(trial._trial_id, attrs)
+        storage.set_trial_user_attrs(trial_id_of(trial), attrs)
         trial._cached_frozen_trial.user_attrs.update(copy.deepcopy(attrs))
     else:
         for key, value in attrs.items():
