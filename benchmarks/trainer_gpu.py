@@ -14,6 +14,11 @@ TF32 stays on in the AMP modes too (for the ops autocast leaves in fp32), as in 
 
     python benchmarks/trainer_gpu.py [--epochs 3] [--cases resnet18_32,resnet50_224]
     python benchmarks/trainer_gpu.py --smoke      # tiny shapes on the CPU: checks the code only
+    python benchmarks/trainer_gpu.py --auto-batch # also bf16 with ``batch_size: auto``
+
+``--auto-batch`` adds a mode ``bf16_auto``: bf16 with the largest micro-batch that fits
+(``batch_size`` is the one chosen, ``setup_s`` the time from ``fit`` to the first epoch, which
+holds the search).
 
 Prints one JSON object, then a one-line summary. Exits with status 2 and a message without GPU.
 """
@@ -23,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from dataclasses import dataclass
 
 import torch
@@ -53,6 +59,8 @@ def _enable_tf32() -> None:
 
 def run_mode(case: Case, mode: str, epochs: int, device: torch.device) -> dict[str, float]:
     """Train ``case`` in ``mode``; the last epoch's images/s and the run's peak memory."""
+    auto = mode.endswith("_auto")
+    mode = mode.removesuffix("_auto")
     config = TrainConfig(
         model=case.model,
         dataset="fake",
@@ -60,7 +68,7 @@ def run_mode(case: Case, mode: str, epochs: int, device: torch.device) -> dict[s
         image_size=case.image_size,
         num_classes=100,
         epochs=epochs,
-        batch_size=case.batch_size,
+        batch_size="auto" if auto else case.batch_size,
         lr=0.05,
         amp=mode != "tf32",
         amp_dtype="fp16" if mode == "fp16" else "bf16",
@@ -68,7 +76,9 @@ def run_mode(case: Case, mode: str, epochs: int, device: torch.device) -> dict[s
         num_workers=0,
     )
     seen: list[dict[str, float]] = []
+    started = time.perf_counter()
     result = fit(config, device, lambda epoch, metrics: seen.append(metrics))
+    setup_s = time.perf_counter() - started - result.seconds
     if device.type == "cuda":
         torch.cuda.empty_cache()
     data_mb = case.samples * 3 * case.image_size**2 * 4 / 2**20
@@ -77,6 +87,8 @@ def run_mode(case: Case, mode: str, epochs: int, device: torch.device) -> dict[s
         "peak_memory_mb": round(result.peak_memory_mb, 1),
         "data_mb": round(data_mb, 1),
         "train_loss": round(seen[-1]["train_loss"], 4),
+        "batch_size": result.batch_size,
+        "setup_s": round(setup_s, 2),
     }
 
 
@@ -85,6 +97,9 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU")
+    parser.add_argument(
+        "--auto-batch", action="store_true", help="also bf16 with batch_size: auto (bf16_auto)"
+    )
     args = parser.parse_args()
     if args.smoke:
         device, cases, epochs = torch.device("cpu"), SMOKE, 1
@@ -94,8 +109,9 @@ def main() -> int:
     else:
         device, cases, epochs = torch.device("cuda"), CASES, args.epochs
         _enable_tf32()
+    modes = (*MODES, "bf16_auto") if args.auto_batch else MODES
     results = {
-        name: {mode: run_mode(cases[name], mode, epochs, device) for mode in MODES}
+        name: {mode: run_mode(cases[name], mode, epochs, device) for mode in modes}
         for name in args.cases.split(",")
     }
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu (smoke)"
@@ -104,7 +120,7 @@ def main() -> int:
     parts = []
     for name, modes in results.items():
         rates = ", ".join(
-            f"{m} {v['images_per_s']:.0f} img/s {v['peak_memory_mb']:.0f} MB"
+            f"{m} {v['images_per_s']:.0f} img/s {v['peak_memory_mb']:.0f} MB (batch {v['batch_size']})"
             for m, v in modes.items()
         )
         parts.append(f"{name}: {rates}")
