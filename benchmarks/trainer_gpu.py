@@ -120,7 +120,8 @@ def main() -> int:
     parts = []
     for name, modes in results.items():
         rates = ", ".join(
-            f"{m} {v['images_per_s']:.0f} img/s {v['peak_memory_mb']:.0f} MB (batch {v['batch_size']})"
+            f"{m} {v['images_per_s']:.0f} img/s {v['peak_memory_mb']:.0f} MB"
+            f" (batch {v['batch_size']})"
             for m, v in modes.items()
         )
         parts.append(f"{name}: {rates}")
