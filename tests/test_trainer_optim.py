@@ -188,3 +188,15 @@ def test_batch_size_minus_one_means_auto() -> None:
     assert _config(batch_size=-1).batch_size == "auto"
     with pytest.raises(ValueError, match="greater than or equal to 1"):
         _config(batch_size=0)
+
+
+def test_same_device_treats_a_bare_device_as_its_index() -> None:
+    """A device cache on ``cuda`` holds tensors that report ``cuda:0``: batches must not treat
+    them as host tensors (found on the first GPU run: ``cannot pin 'torch.cuda.FloatTensor'``)."""
+    from hpo.trainer.runtime import same_device
+
+    assert torch.device("cuda", 0) != torch.device("cuda")  # why plain == is not enough
+    assert same_device(torch.device("cpu"), torch.device("cpu", 0))
+    assert same_device(torch.device("cuda", 1), torch.device("cuda", 1))
+    assert not same_device(torch.device("cuda", 0), torch.device("cuda", 1))
+    assert not same_device(torch.device("cpu"), torch.device("cuda", 0))

@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from hpo.data import BatchTransform
-from hpo.trainer.runtime import epoch_seed
+from hpo.trainer.runtime import epoch_seed, same_device
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -54,7 +54,7 @@ class TensorBatches:
             order = torch.randperm(n, generator=self.generator).to(self.x.device)
         else:
             order = torch.arange(n, device=self.x.device)
-        copy = self.x.device != self.device
+        copy = not same_device(self.x.device, self.device)
         for start in range(0, n, self.batch_size):
             idx = order[start : start + self.batch_size]
             x, y = self.x[idx], self.y[idx]

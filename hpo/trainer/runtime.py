@@ -51,6 +51,19 @@ def channels_last(config: TrainConfig, device: torch.device) -> bool:
     return bool(config.channels_last)
 
 
+def same_device(a: torch.device, b: torch.device) -> bool:
+    """Whether ``a`` and ``b`` are one device: ``cuda`` (no index) is the current GPU, which a
+    tensor on it reports as ``cuda:0``, so plain ``a == b`` says no."""
+    if a.type != b.type:
+        return False
+    if a.index == b.index:
+        return True
+    if a.index is not None and b.index is not None:
+        return False
+    current = torch.cuda.current_device() if a.type == "cuda" else 0
+    return (current if a.index is None else a.index) == (current if b.index is None else b.index)
+
+
 def epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:
     """A seed for ``stream`` (data order, augmentation) of ``epoch``, independent of history."""
     return (seed * 1_000_003 + epoch * 7_919 + stream * 104_729) % (2**63)
