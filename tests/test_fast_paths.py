@@ -55,11 +55,15 @@ def test_the_switch_is_on_for_the_tested_release_and_off_outside_or_when_asked(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("HPO_FAST_PATHS", raising=False)
-    assert off_reason() is None and fast_paths(), "CI installs only tested Optuna releases"
-    monkeypatch.setattr(switch.optuna, "__version__", "5.1.0")
-    assert "Optuna 5.1.0 is outside the range" in str(off_reason())
-    monkeypatch.setattr(switch.optuna, "__version__", "4.0.0")
-    assert "Optuna 4.0.0 is outside" in str(off_reason())
+    # pyproject admits only the tested range (test below): the installed release is inside it
+    assert off_reason() is None and fast_paths(), "pip installs only tested Optuna releases"
+    below = switch.TESTED_BELOW
+    next_release = f"{below.major}.{below.minor}.0"
+    for outside in (next_release, "4.0.0"):
+        monkeypatch.setattr(switch.optuna, "__version__", outside)
+        assert f"Optuna {outside} is outside the range" in str(off_reason())
+    monkeypatch.setenv("HPO_FAST_PATHS", "force")  # the canary's trial of a newer release
+    assert off_reason() is None
     monkeypatch.undo()
     monkeypatch.setenv("HPO_FAST_PATHS", "0")
     assert off_reason() == "HPO_FAST_PATHS=0"
@@ -175,18 +179,28 @@ def test_hpo_run_on_plain_paths_runs_the_whole_budget_with_one_notice(
         assert notices == []
 
 
-@pytest.mark.fast_paths
-def test_the_fast_paths_start_at_the_lowest_release_pyproject_admits() -> None:
-    """CI tests the lowest release the dependency admits (``.ci/optuna_lowest.py``): the fast
-    paths start there, and the newest release CI installed is inside their range."""
+def test_pyproject_admits_exactly_the_range_the_fast_paths_are_on_for() -> None:
+    """What pip installs is what CI tested: the dependency's ``>=`` is the lowest release CI
+    runs the suite on (``.ci/optuna_lowest.py``), its ``<`` the fast paths' upper bound, so a
+    fresh install never lands outside the fast paths (nor on an untested release)."""
+    import tomllib
+
+    from packaging.requirements import Requirement
     from packaging.version import Version
 
+    root = Path(__file__).parent.parent
     lowest = subprocess.run(
         [sys.executable, ".ci/optuna_lowest.py"],
-        cwd=Path(__file__).parent.parent,
+        cwd=root,
         capture_output=True,
         text=True,
         check=True,
     ).stdout.strip()
     assert Version(lowest) == switch.TESTED_FROM
-    assert switch.TESTED_FROM <= Version(optuna.__version__) < switch.TESTED_BELOW
+    project = tomllib.loads((root / "pyproject.toml").read_text())
+    (optuna_req,) = (
+        r for r in map(Requirement, project["project"]["dependencies"]) if r.name == "optuna"
+    )
+    bounds = {s.operator: Version(s.version) for s in optuna_req.specifier}
+    assert bounds == {">=": switch.TESTED_FROM, "<": switch.TESTED_BELOW}
+    assert Version(optuna.__version__) in optuna_req.specifier
