@@ -184,7 +184,6 @@ def test_pyproject_admits_exactly_the_range_the_fast_paths_are_on_for() -> None:
     runs the suite on (``.ci/optuna_lowest.py``), its ``<`` the fast paths' upper bound, so a
     fresh install never lands outside the fast paths (nor on an untested release)."""
     import tomllib
-
     from packaging.requirements import Requirement
     from packaging.version import Version
 
