@@ -5,20 +5,19 @@ from __future__ import annotations
 import functools
 import importlib
 import json
-import logging
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-import optuna
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 from typer.core import TyperCommand
 
+from hpo import console_log
 from hpo.errors import HpoError, SpecError, StorageError
 from hpo.keys import ATTR_FAIL_REASON
 from hpo.progress import STATES, fmt_params, fmt_values, make_progress
@@ -81,9 +80,7 @@ def _errors(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         verbose = bool(kwargs.get("verbose"))
-        logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING)
-        # hpo prints its own summaries: Optuna's INFO line per trial would repeat them
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        console_log.install(err, verbose)  # warnings print as `warning: ...`, like errors
         try:
             return func(*args, **kwargs)
         except HpoError as exc:

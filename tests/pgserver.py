@@ -79,9 +79,11 @@ class PrivatePostgres:
         with open(self.dir / "pg_hba.conf", "a") as hba:
             hba.write(f"host all all {network} trust\n")
 
-    def start(self) -> None:
+    def start(self, **settings: object) -> None:
+        """Start it; ``settings`` are server settings (``max_connections=8``)."""
         opts = f"-p {self.port} -c listen_addresses={self.listen} -c unix_socket_directories=''"
         opts += " -c fsync=off"
+        opts += "".join(f" -c {key}={value}" for key, value in settings.items())
         self._ctl("-o", opts, "start")
 
     def stop(self) -> None:

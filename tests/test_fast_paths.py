@@ -27,7 +27,7 @@ from hpo.study._optuna.resilient import PlainResilientStorage, ResilientRDBStora
 from hpo.study._optuna.tpe import FastTPESampler
 from hpo.study._optuna.trial_cache import TrialCache
 
-NOTICE = "hpo: plain Optuna paths"
+NOTICE = "plain Optuna paths"
 
 
 @pytest.fixture

@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.INFO, format=f"%(asctime)s w{args.index} %(levelname)s %(message)s"
+        level=logging.INFO,
+        format=f"%(asctime)s w{args.index} %(levelname)s %(name)s: %(message)s",
     )
     quiet_optuna()
     spec = StudySpec.model_validate_json(sys.stdin.read())

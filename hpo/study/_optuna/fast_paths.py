@@ -45,7 +45,7 @@ def fast_paths() -> bool:
     reason = off_reason()
     if reason is None:
         return True
-    log.warning("hpo: plain Optuna paths (%s); results are the same, trials cost more", reason)
+    log.warning("plain Optuna paths (%s); results are the same, trials cost more", reason)
     return False
 
 
