@@ -203,3 +203,52 @@ def test_pyproject_admits_exactly_the_range_the_fast_paths_are_on_for() -> None:
     bounds = {s.operator: Version(s.version) for s in optuna_req.specifier}
     assert bounds == {">=": switch.TESTED_FROM, "<": switch.TESTED_BELOW}
     assert Version(optuna.__version__) in optuna_req.specifier
+
+
+@pytest.mark.postgres
+def test_plain_claims_behind_the_grpc_proxy_never_create_a_trial(
+    plain: None, postgres_url: str, unique_name: str
+) -> None:
+    """Behind a gRPC proxy no lock is shared: ``Study.ask`` would create a trial when another
+    worker empties the pool between its check and its pop (6 trials of a budget of 5 in
+    test_fleet's proxy run, 1 in 4 runs). The plain claim pops WAITING trials through the
+    storage's atomic state change instead, as many threads as trials racing for them."""
+    import socket
+    import threading
+
+    from optuna.storages import GrpcStorageProxy, get_storage, run_grpc_proxy_server
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = threading.Thread(
+        target=run_grpc_proxy_server,
+        args=(get_storage(postgres_url),),
+        kwargs={"host": "127.0.0.1", "port": port, "thread_pool": None},
+        daemon=True,
+    )
+    server.start()
+    budget = 12
+    spec = _spec(unique_name, budget={"n_trials": budget})
+    handle = prepare_study(spec, postgres_url)
+    pool = len(handle.study.get_trials())  # WAITING trials the node that set the budget made
+    assert pool >= 6
+    claimed: list[int] = []
+
+    def worker() -> None:
+        proxy = GrpcStorageProxy(host="127.0.0.1", port=port)
+        proxy.wait_server_ready(timeout=30)
+        study = optuna.load_study(study_name=unique_name, storage=proxy)
+        while (trial := claim(study)) is not None:
+            claimed.append(trial.number)
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    numbers = [
+        t.number
+        for t in optuna.load_study(study_name=unique_name, storage=postgres_url).get_trials()
+    ]
+    assert sorted(claimed) == sorted(numbers) == list(range(pool))

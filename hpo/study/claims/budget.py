@@ -35,6 +35,7 @@ from hpo.study._optuna import (
     pop_waiting,
     storage_of,
     study_id_of,
+    trial_id_of,
 )
 from hpo.study._optuna.fast_paths import fast_paths
 from hpo.study._optuna.sql_writes import UpsertWrites
@@ -183,13 +184,31 @@ def claim(study: optuna.Study) -> optuna.Trial | None:
 def _claim_by_ask(study: optuna.Study) -> optuna.Trial | None:
     """The plain Optuna claim: ``Study.ask`` pops the oldest WAITING trial. Under the study
     lock no other worker can empty the pool between the check and the ask, so it never
-    creates a trial (behind a gRPC proxy, where there is no lock, it can near the end)."""
-    with study_lock(backend_of(storage_of(study)), study.study_name):
+    creates a trial. Behind a gRPC proxy there is no lock, and ``ask`` would create one when
+    another worker took the last WAITING trial in between: there the pop is done through the
+    storage's public, atomic state change instead (:func:`_pop_waiting`)."""
+    with study_lock(backend_of(storage_of(study)), study.study_name) as locked:
+        if not locked:
+            return _pop_waiting(study)
         if not _any_waiting(study):
             return None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "heartbeat ... used with Study.optimize": hpo beats
             return study.ask()
+
+
+def _pop_waiting(study: optuna.Study) -> optuna.Trial | None:
+    """What ``Study.ask`` does to a WAITING trial, with public storage methods alone: the
+    change to RUNNING is atomic in the storage (False, or UpdateFinishedTrialError, when another
+    worker got there first), so no two workers take one trial and none is ever created."""
+    storage, study_id = storage_of(study), study_id_of(study)
+    for waiting in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,)):
+        try:
+            if storage.set_trial_state_values(trial_id_of(waiting), state=TrialState.RUNNING):
+                return optuna.Trial(study, trial_id_of(waiting))
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+    return None
 
 
 def requeue(
