@@ -1,13 +1,16 @@
 """Riding out a database outage: which errors mean "unreachable for now", and the retry loop.
 
-Every storage call is retried with exponential backoff while the database is unreachable, for up
-to ``outage_seconds``; after that a :class:`StorageError` says so in one line.
+Every storage call is retried with exponential backoff while the database is unreachable. One
+clock per outage and process (:data:`OUTAGE`): it starts with the first call that fails and stops
+at the first call that succeeds, so ``outage_seconds`` bounds the time from the first failure to
+the :class:`StorageError` (one line), whatever calls follow, not the time of each call.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -63,25 +66,51 @@ def is_busy_server(exc: BaseException) -> bool:
     return is_connection_error(exc) and bool(_BUSY.search(first_line(exc)))
 
 
+class OutageClock:
+    """When this process's current outage began: set by the first failed storage call (at the
+    time that call started), cleared by any call that succeeds; shared by all threads."""
+
+    def __init__(self) -> None:
+        self._since: float | None = None
+        self._lock = threading.Lock()
+
+    def failed(self, call_started: float) -> float:
+        """A call that started at ``call_started`` failed: seconds since the outage began."""
+        with self._lock:
+            if self._since is None:
+                self._since = call_started
+            return time.monotonic() - self._since
+
+    def recovered(self) -> None:
+        self._since = None
+
+
+#: The process's outage clock (a worker, or ``hpo run`` itself).
+OUTAGE = OutageClock()
+
+
 def ride_out(
     call: Callable[[], T],
     outage_seconds: float,
     on_failure: Callable[[], None] = lambda: None,
     retryable: Callable[[BaseException], bool] = is_connection_error,
+    clock: OutageClock = OUTAGE,
 ) -> T:
     """``call()``, retried with backoff while the database is unreachable or refuses clients.
 
     Raises:
-        StorageError: still unreachable after ``outage_seconds`` (one line, no traceback).
+        StorageError: still unreachable ``outage_seconds`` after the outage's first failed call
+            (one line, no traceback).
     """
-    delay, started = 0.2, time.monotonic()
+    delay = 0.2
     while True:
+        started = time.monotonic()
         try:
-            return call()
+            result = call()
         except (StorageInternalError, *_CONNECTION_ERRORS, sqlalchemy.exc.DBAPIError) as exc:
             if not retryable(exc):
                 raise
-            waited = time.monotonic() - started
+            waited = clock.failed(started)
             if waited + delay > outage_seconds:
                 raise StorageError(
                     f"storage unreachable for {waited:.0f} s (retry.storage_outage "
@@ -95,6 +124,9 @@ def ride_out(
             on_failure()
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
+        else:
+            clock.recovered()
+            return result
 
 
 def first_line(exc: BaseException) -> str:
