@@ -35,6 +35,7 @@ from hpo.spec.study import (
     StudySpec,
     WarmStartSpec,
 )
+from hpo.spec.usercode import trial_config
 from hpo.trainer import TrainConfig
 
 __all__ = [
@@ -72,4 +73,5 @@ __all__ = [
     "objective_root",
     "ordered",
     "spec_from_dict",
+    "trial_config",
 ]

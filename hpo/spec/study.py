@@ -35,6 +35,7 @@ from hpo.spec.search import (
 )
 from hpo.spec.space import Param, grid_points, ordered, unreachable_conditions
 from hpo.spec.storage_url import normalize_storage_url
+from hpo.spec.usercode import check_own_parameters, check_user_code, user_refs
 from hpo.trainer import METRICS, TrainConfig
 
 
@@ -227,12 +228,12 @@ class StudySpec(_Frozen):
             raise _at(("space", name, "when", parent), f"{parent} never takes {value!r} ({offers})")
         self._check_metrics()
         self._check_sampler()
+        spec_dir = (info.context or {}).get("spec_dir")
         if self.objective is None:
-            self._check_train_space()
+            self._check_train_space(objective_dirs(spec_dir))
         else:
             if "train" in self.model_fields_set:
                 raise _at(("train",), "a study with `objective` has no `train` block")
-            spec_dir = (info.context or {}).get("spec_dir")
             try:
                 objective_form(load_objective(self.objective, objective_dirs(spec_dir)))
             except ValueError as exc:
@@ -279,7 +280,7 @@ class StudySpec(_Frozen):
                 f"pip install 'hpo[{extra}]'",
             )
 
-    def _check_train_space(self) -> None:
+    def _check_train_space(self, dirs: list[str]) -> None:
         for i, metric in enumerate(self.metrics):
             if metric.name not in METRICS:
                 known = ", ".join(METRICS)
@@ -287,10 +288,11 @@ class StudySpec(_Frozen):
                     (*self._metric_loc(i), "name"),
                     f"unknown metric {metric.name!r}; known: {known}",
                 )
+        check_own_parameters(self.space, check_user_code(self.train, self.space, dirs))
         fixed = self.train.model_dump(exclude_unset=True)
         for key, param in self.space.items():
             if key not in TrainConfig.model_fields:
-                raise _at(("space", key), f"{key!r} is not a train: key")
+                continue  # the user's model or dataset takes it (checked above)
             for field, value in _candidates(param):
                 try:
                     TrainConfig.model_validate({**fixed, key: value})
@@ -335,6 +337,14 @@ class StudySpec(_Frozen):
         assert top is not None
         if self.min_resource > top:
             raise _at(("pruner", "min_resource"), f"greater than max_resource/epochs ({top})")
+
+    @property
+    def user_code(self) -> list[str]:
+        """The user's functions the study calls (``module:function``): its objective, or its
+        own model and dataset functions."""
+        if self.objective is not None:
+            return [self.objective]
+        return [ref for refs in user_refs(self.train, self.space).values() for ref in refs]
 
     @property
     def max_resource(self) -> int | None:

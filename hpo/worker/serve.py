@@ -13,7 +13,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from hpo.keys import ATTR_FAIL_REASON
-from hpo.spec import StudySpec
+from hpo.spec import StudySpec, trial_config
 from hpo.study import (
     EpochMeter,
     TrialFiles,
@@ -68,7 +68,11 @@ def _finish_or_skip(
 
 
 def _train_dict(trial: optuna.Trial, ctx: WorkerContext) -> dict[str, object]:
-    return {**ctx.spec.train.model_dump(mode="json"), **trial.params}
+    """The trial's training config, as the trainer ran it (a parameter of the user's own model
+    function is in ``model_args``), so that the stored model can be rebuilt from it."""
+    if ctx.spec.objective is not None:
+        return {**ctx.spec.train.model_dump(mode="json"), **trial.params}
+    return trial_config(ctx.spec.train, trial.params).model_dump(mode="json")
 
 
 def _finish(
