@@ -42,3 +42,4 @@ def test_own_model_example_tunes_a_users_model_and_data(tmp_path: Path) -> None:
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials), out
     assert all(set(t.params) == {"lr", "width", "dropout"} for t in trials)
     assert max(trials[0].intermediate_values.values()) > 0.8  # digits, an MLP, a few epochs
+    assert (tmp_path / "hpo-artifacts" / "tensorboard" / "own_model" / "trial-0").is_dir()

@@ -151,6 +151,11 @@ def run_study(spec: StudySpec, options: RunOptions, observer: Observer) -> RunRe
         _cpu_count(),
     )
     _prepare_data(spec)  # before the storage: missing data or weights leave it untouched
+    if spec.logging.tensorboard == "auto" and not spec.tensorboard:
+        log.warning(
+            "no TensorBoard logs: the tensorboard package is not installed (pip install "
+            "'hpo[tensorboard]'; logging: {tensorboard: false} says so without this warning)"
+        )
     handle = prepare(spec, options.storage_url, options.n_trials, options.source)
     budget, epochs = get_budget(handle.study), epoch_count(handle.study)
     max_epochs = epochs.budget if epochs else None

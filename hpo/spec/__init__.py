@@ -30,6 +30,7 @@ from hpo.spec.storage_url import normalize_storage_url
 from hpo.spec.study import (
     ArtifactSpec,
     BudgetSpec,
+    LoggingSpec,
     MetricSpec,
     RetrySpec,
     StudySpec,
@@ -53,6 +54,7 @@ __all__ = [
     "AshaSpec",
     "HyperbandSpec",
     "IntParam",
+    "LoggingSpec",
     "MedianSpec",
     "MetricSpec",
     "NoPrunerSpec",

@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from hpo import board
 from hpo.errors import SpecError
 from hpo.spec.base import _at, _Frozen
 from hpo.spec.objective import load_objective, objective_dirs, objective_form
@@ -100,6 +101,16 @@ class ArtifactSpec(_Frozen):
     checkpoints: bool = Field(True, description="checkpoint every epoch so retries resume")
 
 
+class LoggingSpec(_Frozen):
+    """What each trial logs besides the study's own records."""
+
+    tensorboard: bool | Literal["auto"] = Field(
+        "auto",
+        description="event files per trial under <artifacts>/tensorboard/<study>/trial-<n>/; "
+        "auto: when the tensorboard package is installed",
+    )
+
+
 #: What ``warm_start.from`` reads, by the file's suffix.
 WARM_FILE_SUFFIXES = (".csv", ".json", ".yaml", ".yml")
 
@@ -178,6 +189,7 @@ class StudySpec(_Frozen):
     )
     retry: RetrySpec = RetrySpec()
     artifacts: ArtifactSpec = ArtifactSpec()
+    logging: LoggingSpec = Field(LoggingSpec(), description="TensorBoard event files per trial")
     storage: str | None = Field(None, description="storage URL (flag and HPO_STORAGE win)")
     space: dict[str, Param] = Field(default_factory=dict, description="parameters to tune")
     train: TrainConfig = Field(default_factory=TrainConfig, description="fixed training config")
@@ -240,6 +252,12 @@ class StudySpec(_Frozen):
                 raise _at(("objective",), str(exc)) from None
         self._check_budget()
         self._check_warm_start()
+        if self.logging.tensorboard is True and not board.installed():
+            raise _at(
+                ("logging", "tensorboard"),
+                f"needs the 'tensorboard' package, not installed: pip install 'hpo[{board.EXTRA}]'"
+                " (or logging: {tensorboard: false})",
+            )
         return self
 
     def _check_warm_start(self) -> None:
@@ -337,6 +355,12 @@ class StudySpec(_Frozen):
         assert top is not None
         if self.min_resource > top:
             raise _at(("pruner", "min_resource"), f"greater than max_resource/epochs ({top})")
+
+    @property
+    def tensorboard(self) -> bool:
+        """Whether trials write TensorBoard event files (``auto``: the package is installed)."""
+        on = self.logging.tensorboard
+        return on is True or (on == "auto" and board.installed())
 
     @property
     def user_code(self) -> list[str]:

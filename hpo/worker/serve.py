@@ -143,7 +143,8 @@ def run_worker(ctx: WorkerContext, stop: threading.Event, emit: Emit) -> int:
     # The study's epoch budget as stored, whatever this node's spec says (as for n_trials).
     meter = EpochMeter.open(storage, study)
     device_name = _device_name(ctx.device)
-    files = TrialFiles(open_store(ctx.artifacts or ctx.spec.artifacts.path), ctx.spec.name)
+    artifacts = ctx.artifacts or ctx.spec.artifacts.path
+    files = TrialFiles(open_store(artifacts), ctx.spec.name)
     parent = os.getppid()
     while not stop.is_set():
         if ctx.deadline is not None and time.time() >= ctx.deadline:
@@ -162,7 +163,9 @@ def run_worker(ctx: WorkerContext, stop: threading.Event, emit: Emit) -> int:
         with heartbeat(trial, storage):
             _record_start(trial, ctx, device_name)
             key = root_number(frozen_trial(trial))
-            outcome = run_trial(trial, ctx.spec, ctx.device, stop, emit, files, key, meter)
+            outcome = run_trial(
+                trial, ctx.spec, ctx.device, stop, emit, files, key, meter, artifacts
+            )
             _finish_or_skip(study, trial, outcome, ctx, files, key)
         emit(
             {
