@@ -8,6 +8,7 @@ when a function needs them.
 from __future__ import annotations
 
 from hpo.api import Best, ParetoTrial, RunOutcome, Status, StudyView, load, run, validate
+from hpo.board import tensorboard
 from hpo.checkpoints import Checkpoint, checkpoint
 from hpo.errors import HpoError, SpecError, StorageError
 
@@ -26,5 +27,6 @@ __all__ = [
     "checkpoint",
     "load",
     "run",
+    "tensorboard",
     "validate",
 ]

@@ -11,9 +11,9 @@ ENV_STORAGE = "HPO_STORAGE"
 ENV_ARTIFACTS = "HPO_ARTIFACTS"
 #: Overrides this node's name (default: the host name), e.g. one per Slurm task on a host.
 ENV_NODE = "HPO_NODE_NAME"
-#: Directories (separated by os.pathsep) searched for ``objective:`` modules, after the spec
-#: file's directory and before the working directory; ``hpo run`` hands its workers the one
-#: the objective was found in.
+#: Directories (separated by os.pathsep) searched for the user's modules (``objective:``,
+#: ``train.model`` / ``train.dataset: module:function``), after the spec file's directory and
+#: before the working directory; ``hpo run`` hands its workers those they were found in.
 ENV_OBJECTIVE_PATH = "HPO_OBJECTIVE_PATH"
 #: The GPUs a worker process may use (one per worker), and its CPU threads.
 ENV_VISIBLE_GPUS = "CUDA_VISIBLE_DEVICES"

@@ -27,3 +27,19 @@ def test_custom_objective_example_runs_from_another_directory(tmp_path: Path) ->
         assert set(t.params) == {"alpha", "loss"}  # one from the spec's space, one from code
         assert t.intermediate_values and 0.5 < max(t.intermediate_values.values()) <= 1.0
     assert not list((tmp_path / "hpo-artifacts").glob("checkpoint-*"))
+
+
+def test_own_model_example_tunes_a_users_model_and_data(tmp_path: Path) -> None:
+    # own_model.py (an nn.Module and a Dataset of the user's) sits beside the spec; `width` is
+    # a parameter of the user's model function, tuned by the space like any train key.
+    spec = EXAMPLES / "own_model.yaml"
+    proc = hpo("run", str(spec), "--n-trials", "2", "--workers", "1", cwd=tmp_path)
+    out = finish(proc, timeout=180)
+
+    assert proc.returncode == 0, out
+    trials = trials_of(f"sqlite:///{tmp_path / 'hpo.db'}", "own_model")
+    assert [t.state for t in trials][0] == TrialState.COMPLETE, out
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials), out
+    assert all(set(t.params) == {"lr", "width", "dropout"} for t in trials)
+    assert max(trials[0].intermediate_values.values()) > 0.8  # digits, an MLP, a few epochs
+    assert (tmp_path / "hpo-artifacts" / "tensorboard" / "own_model" / "trial-0").is_dir()

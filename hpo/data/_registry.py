@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from hpo.data.augment import Augment
+from hpo.userfn import is_ref
 
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
@@ -25,6 +26,9 @@ class DataOptions:
     augment: Augment | None = None  # file datasets: augment the train split while decoding
     raw: bool = False  # file datasets: uint8 samples, normalised later (by the trainer)
     flowers102_split: str = "large_train"  # or "official"; see hpo.data._files.flowers102
+    # A user's dataset function (module:function) gets what it declares from these:
+    args: Mapping[str, Any] = field(default_factory=dict, hash=False)  # dataset_args, trial's
+    options: Mapping[str, Any] = field(default_factory=dict, hash=False)  # train config by name
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,7 @@ class DataBundle:
     in_memory: bool
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    sample_shape: tuple[int, ...] | None = None  # one sample's shape, if not (C, size, size)
 
 
 def _digits(opts: DataOptions) -> DataBundle:
@@ -91,7 +96,12 @@ DATASETS: dict[str, Callable[[DataOptions], DataBundle]] = {
 
 
 def load_data(name: str, opts: DataOptions) -> DataBundle:
-    """Build dataset ``name``; raises ``FileNotFoundError`` with a hint when data is absent."""
+    """Build dataset ``name`` (or call the user's ``module:function``); raises
+    ``FileNotFoundError`` with a hint when data is absent."""
+    if is_ref(name):
+        from hpo.data import _user
+
+        return _user.user_data(name, opts)
     return DATASETS[name](opts)
 
 

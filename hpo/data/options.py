@@ -37,4 +37,6 @@ def data_options(config: TrainConfig, image_size: int | None, *, raw: bool = Fal
         augment=None if raw else augment_of(config),
         raw=raw,
         flowers102_split=config.flowers102_split,
+        args=config.dataset_args,
+        options=config.model_dump(exclude={"model_args", "dataset_args"}),
     )

@@ -20,7 +20,7 @@ from hpo.dispatch.supervisor import DELIBERATE, Supervisor
 from hpo.dispatch.watch import FirstFailures, Observer, Ticker
 from hpo.errors import SpecError
 from hpo.keys import ENV_ARTIFACTS, ENV_NODE
-from hpo.models import MODELS
+from hpo.models import model_entry
 from hpo.spec import ENV_OBJECTIVE_PATH, StudySpec, objective_root
 from hpo.study import (
     EpochCount,
@@ -88,7 +88,7 @@ def _prepare_data(spec: StudySpec) -> None:
             prepare_data(train.dataset, data_options(train, train.image_size))
         except FileNotFoundError as exc:
             raise SpecError(f"train.dataset: {exc}") from None
-    weights = MODELS[train.model].weights
+    weights = model_entry(train.model).weights
     if train.pretrained is True and weights is not None:
         from hpo.models import fetch_weights
 
@@ -151,6 +151,11 @@ def run_study(spec: StudySpec, options: RunOptions, observer: Observer) -> RunRe
         _cpu_count(),
     )
     _prepare_data(spec)  # before the storage: missing data or weights leave it untouched
+    if spec.logging.tensorboard == "auto" and not spec.tensorboard:
+        log.warning(
+            "no TensorBoard logs: the tensorboard package is not installed (pip install "
+            "'hpo[tensorboard]'; logging: {tensorboard: false} says so without this warning)"
+        )
     handle = prepare(spec, options.storage_url, options.n_trials, options.source)
     budget, epochs = get_budget(handle.study), epoch_count(handle.study)
     max_epochs = epochs.budget if epochs else None
@@ -206,12 +211,13 @@ def run_study(spec: StudySpec, options: RunOptions, observer: Observer) -> RunRe
 
 def _worker_env(spec: StudySpec, options: RunOptions) -> dict[str, str]:
     """What workers get besides this process's environment: the artifact store from
-    ``--artifacts``, and the directory the objective's module was imported from (beside the
-    spec file, the working directory, ``PYTHONPATH``), so they import the same module."""
+    ``--artifacts``, and the directories the user's modules (objective, or model and dataset)
+    were imported from (beside the spec file, the working directory, ``PYTHONPATH``), so they
+    import the same modules."""
     env = {ENV_ARTIFACTS: options.artifacts} if options.artifacts else {}
-    root = objective_root(spec.objective) if spec.objective else None
-    if root is not None:
-        env[ENV_OBJECTIVE_PATH] = root
+    roots = [r for r in map(objective_root, spec.user_code) if r is not None]
+    if roots:
+        env[ENV_OBJECTIVE_PATH] = os.pathsep.join(dict.fromkeys(roots))
     return env
 
 

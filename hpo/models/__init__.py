@@ -8,12 +8,28 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from hpo.models._registry import MODELS, ModelEntry, build_model, fetch_weights
+from hpo.models._registry import (
+    MODELS,
+    USER_MODEL,
+    ModelEntry,
+    build_model,
+    fetch_weights,
+    model_entry,
+)
 
 if TYPE_CHECKING:
     from hpo.models.parts import head_name, stages
 
-__all__ = ["MODELS", "ModelEntry", "build_model", "fetch_weights", "head_name", "stages"]
+__all__ = [
+    "MODELS",
+    "USER_MODEL",
+    "ModelEntry",
+    "build_model",
+    "fetch_weights",
+    "head_name",
+    "model_entry",
+    "stages",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -98,7 +98,12 @@ def _interpolate_vit(model: nn.Module, state: StateDict) -> StateDict:
 
 
 def load_pretrained(
-    model: nn.Module, name: str, tv_name: str | None, pretrained: bool | str, download: bool
+    model: nn.Module,
+    name: str,
+    tv_name: str | None,
+    pretrained: bool | str,
+    download: bool,
+    head: str | None = None,
 ) -> None:
     """Load weights into ``model`` where shapes fit; the head (and a resized stem) stay new.
 
@@ -113,8 +118,8 @@ def load_pretrained(
         if tv_name is None:
             raise ValueError(f"model {name} has no published weights")
         state = _hub_state(name, tv_name, download)
-        head = head_name(model)
-        state = {k: v for k, v in state.items() if not k.startswith(head + ".")}
+        top = head_name(model, head)
+        state = {k: v for k, v in state.items() if not k.startswith(top + ".")}
     else:
         state = _file_state(str(pretrained))
     state = _interpolate_vit(model, state)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hpo.models import _torchvision
+from hpo.userfn import call_declared, declared, import_ref, is_ref
 
 if TYPE_CHECKING:
     from torch import nn
@@ -57,6 +58,34 @@ MODELS: dict[str, ModelEntry] = {
 }
 
 
+#: What hpo knows of a user's model (``module:function``): any input size, no published
+#: weights, not assumed convolutional (``channels_last: auto`` stays off: a ``view`` in the
+#: user's ``forward`` would fail on NHWC tensors), AdamW only by the small-data rule.
+def _built_with_arguments(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
+    raise TypeError("a user's model is built by build_model, which passes its arguments")
+
+
+USER_MODEL = ModelEntry(_built_with_arguments, min_size=0, conv=False)
+
+
+def model_entry(name: str) -> ModelEntry:
+    """The registry's entry for ``name``, or :data:`USER_MODEL` for a ``module:function``."""
+    return USER_MODEL if is_ref(name) else MODELS[name]
+
+
+def _user_model(
+    ref: str, facts: Mapping[str, Any], args: Mapping[str, Any], options: Mapping[str, Any]
+) -> tuple[nn.Module, bool]:
+    """The user's model; whether it took ``dropout`` itself (then none is inserted)."""
+    from torch import nn
+
+    func = import_ref(ref)
+    model = call_declared(func, {**args, "num_classes": facts["num_classes"]}, {**options, **facts})
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{ref} returned {type(model).__name__}, not a torch.nn.Module")
+    return model, "dropout" in declared(func).names
+
+
 def build_model(
     name: str,
     num_classes: int,
@@ -66,24 +95,37 @@ def build_model(
     pretrained: bool | str = False,
     download: bool = False,
     dropout: float | None = None,
+    head: str | None = None,
+    args: Mapping[str, Any] | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> nn.Module:
     """Build model ``name`` for ``num_classes`` outputs on ``in_channels`` x image_size² inputs.
 
     With ``pretrained`` the weights load from the hub cache (``True``) or a file (a path), except
-    the new head; ``dropout`` sets (or inserts) the dropout right before the head.
+    the new head; ``dropout`` sets (or inserts) the dropout right before the head (``head``:
+    its dotted name, default the last ``nn.Linear``).
+
+    A ``module:function`` name calls the user's function with the parameters it declares:
+    ``args`` (``train.model_args`` and the trial's own parameters), then ``num_classes``,
+    ``in_channels``, ``image_size``, then ``options`` (the train config's values by name).
     """
-    entry = MODELS[name]
+    entry = model_entry(name)
     if image_size < entry.min_size:
         raise ValueError(f"model {name} needs images of at least {entry.min_size}px")
-    model = entry.builder(num_classes, in_channels, image_size)
+    took_dropout = False
+    if entry is USER_MODEL:
+        facts = {"num_classes": num_classes, "in_channels": in_channels, "image_size": image_size}
+        model, took_dropout = _user_model(name, facts, args or {}, options or {})
+    else:
+        model = entry.builder(num_classes, in_channels, image_size)
     if pretrained:
         from hpo.models._pretrained import load_pretrained
 
-        load_pretrained(model, name, entry.weights, pretrained, download)
-    if dropout is not None:
+        load_pretrained(model, name, entry.weights, pretrained, download, head)
+    if dropout is not None and not took_dropout:
         from hpo.models.parts import set_dropout
 
-        set_dropout(model, dropout)
+        set_dropout(model, dropout, head)
     return model
 
 

@@ -10,8 +10,14 @@ from __future__ import annotations
 from torch import nn
 
 
-def head_name(model: nn.Module) -> str:
-    """The dotted name of the classification head: the last ``nn.Linear`` the model registers."""
+def head_name(model: nn.Module, given: str | None = None) -> str:
+    """The dotted name of the classification head: ``given`` (``train.head``, checked), else the
+    last ``nn.Linear`` the model registers."""
+    if given is not None:
+        modules = dict(model.named_modules())
+        if given not in modules or not given:
+            raise ValueError(f"train.head: {type(model).__name__} has no module {given!r}")
+        return given
     names = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
     if not names:
         raise ValueError(f"{type(model).__name__} has no linear head")
@@ -26,9 +32,9 @@ def _parent(model: nn.Module, dotted: str) -> tuple[nn.Module, str]:
     return parent, leaf
 
 
-def set_dropout(model: nn.Module, p: float) -> None:
+def set_dropout(model: nn.Module, p: float, head: str | None = None) -> None:
     """Dropout with probability ``p`` right before the head: the model's own, else a new one."""
-    name = head_name(model)
+    name = head_name(model, head)
     parent, leaf = _parent(model, name)
     if isinstance(parent, nn.Sequential) and leaf.isdigit() and int(leaf) > 0:
         before = parent[int(leaf) - 1]
@@ -70,13 +76,14 @@ def _matches(name: str, prefixes: list[str]) -> bool:
     return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
-def stages(model: nn.Module) -> list[list[str]]:
+def stages(model: nn.Module, head: str | None = None) -> list[list[str]]:
     """Parameter names grouped by stage, from the input to the head (the last group).
 
     Parameters outside the listed blocks (a VGG's hidden classifier layers, a ConvNeXt's final
-    norm, a ViT's last LayerNorm) form one stage just below the head.
+    norm, a ViT's last LayerNorm) form one stage just below the head; a model of another shape
+    (a user's own) has two stages, the head and the rest.
     """
-    head = head_name(model)
+    head = head_name(model, head)
     prefixes = _stage_prefixes(model)
     groups: list[list[str]] = [[] for _ in prefixes]
     neck: list[str] = []

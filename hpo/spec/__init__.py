@@ -30,11 +30,13 @@ from hpo.spec.storage_url import normalize_storage_url
 from hpo.spec.study import (
     ArtifactSpec,
     BudgetSpec,
+    LoggingSpec,
     MetricSpec,
     RetrySpec,
     StudySpec,
     WarmStartSpec,
 )
+from hpo.spec.usercode import trial_config
 from hpo.trainer import TrainConfig
 
 __all__ = [
@@ -52,6 +54,7 @@ __all__ = [
     "AshaSpec",
     "HyperbandSpec",
     "IntParam",
+    "LoggingSpec",
     "MedianSpec",
     "MetricSpec",
     "NoPrunerSpec",
@@ -72,4 +75,5 @@ __all__ = [
     "objective_root",
     "ordered",
     "spec_from_dict",
+    "trial_config",
 ]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import inspect
 import os
 import sys
@@ -13,6 +11,7 @@ from typing import Any, Literal
 
 from hpo.keys import ENV_OBJECTIVE_PATH
 from hpo.spec.base import _at
+from hpo.userfn import import_ref
 
 #: ``trial``: Optuna's ``fn(trial)``; ``params``: hpo's ``fn(params, report)``.
 ObjectiveForm = Literal["trial", "params"]
@@ -35,22 +34,12 @@ def load_objective(ref: str, dirs: Sequence[str] = ()) -> Any:
 
     Raises:
         LocatedError: at ``objective``: a malformed reference, an import that fails, no such
-            callable.
+            callable, a module that raises while importing.
     """
-    module_name, sep, attr = ref.partition(":")
-    if not sep or not module_name or not attr:
-        raise _at(("objective",), f"{ref!r} is not of the form 'package.module:function'")
-    for directory in reversed(dirs):
-        if directory not in sys.path:
-            sys.path.insert(0, directory)
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise _at(("objective",), f"cannot import {module_name!r}: {exc}") from None
-    func = getattr(module, attr, None)
-    if not callable(func):
-        raise _at(("objective",), f"{module_name!r} has no callable {attr!r}")
-    return func
+        return import_ref(ref, dirs)
+    except ValueError as exc:
+        raise _at(("objective",), str(exc)) from None
 
 
 def objective_root(ref: str) -> str | None:

@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from hpo import board
 from hpo.errors import SpecError
 from hpo.spec.base import _at, _Frozen
 from hpo.spec.objective import load_objective, objective_dirs, objective_form
@@ -35,6 +36,7 @@ from hpo.spec.search import (
 )
 from hpo.spec.space import Param, grid_points, ordered, unreachable_conditions
 from hpo.spec.storage_url import normalize_storage_url
+from hpo.spec.usercode import check_own_parameters, check_user_code, user_refs
 from hpo.trainer import METRICS, TrainConfig
 
 
@@ -97,6 +99,16 @@ class ArtifactSpec(_Frozen):
     )
     keep_pruned: bool = Field(False, description="also keep the best model of pruned trials")
     checkpoints: bool = Field(True, description="checkpoint every epoch so retries resume")
+
+
+class LoggingSpec(_Frozen):
+    """What each trial logs besides the study's own records."""
+
+    tensorboard: bool | Literal["auto"] = Field(
+        "auto",
+        description="event files per trial under <artifacts>/tensorboard/<study>/trial-<n>/; "
+        "auto: when the tensorboard package is installed",
+    )
 
 
 #: What ``warm_start.from`` reads, by the file's suffix.
@@ -177,6 +189,7 @@ class StudySpec(_Frozen):
     )
     retry: RetrySpec = RetrySpec()
     artifacts: ArtifactSpec = ArtifactSpec()
+    logging: LoggingSpec = Field(LoggingSpec(), description="TensorBoard event files per trial")
     storage: str | None = Field(None, description="storage URL (flag and HPO_STORAGE win)")
     space: dict[str, Param] = Field(default_factory=dict, description="parameters to tune")
     train: TrainConfig = Field(default_factory=TrainConfig, description="fixed training config")
@@ -227,18 +240,24 @@ class StudySpec(_Frozen):
             raise _at(("space", name, "when", parent), f"{parent} never takes {value!r} ({offers})")
         self._check_metrics()
         self._check_sampler()
+        spec_dir = (info.context or {}).get("spec_dir")
         if self.objective is None:
-            self._check_train_space()
+            self._check_train_space(objective_dirs(spec_dir))
         else:
             if "train" in self.model_fields_set:
                 raise _at(("train",), "a study with `objective` has no `train` block")
-            spec_dir = (info.context or {}).get("spec_dir")
             try:
                 objective_form(load_objective(self.objective, objective_dirs(spec_dir)))
             except ValueError as exc:
                 raise _at(("objective",), str(exc)) from None
         self._check_budget()
         self._check_warm_start()
+        if self.logging.tensorboard is True and not board.installed():
+            raise _at(
+                ("logging", "tensorboard"),
+                f"needs the 'tensorboard' package, not installed: pip install 'hpo[{board.EXTRA}]'"
+                " (or logging: {tensorboard: false})",
+            )
         return self
 
     def _check_warm_start(self) -> None:
@@ -279,7 +298,7 @@ class StudySpec(_Frozen):
                 f"pip install 'hpo[{extra}]'",
             )
 
-    def _check_train_space(self) -> None:
+    def _check_train_space(self, dirs: list[str]) -> None:
         for i, metric in enumerate(self.metrics):
             if metric.name not in METRICS:
                 known = ", ".join(METRICS)
@@ -287,10 +306,11 @@ class StudySpec(_Frozen):
                     (*self._metric_loc(i), "name"),
                     f"unknown metric {metric.name!r}; known: {known}",
                 )
+        check_own_parameters(self.space, check_user_code(self.train, self.space, dirs))
         fixed = self.train.model_dump(exclude_unset=True)
         for key, param in self.space.items():
             if key not in TrainConfig.model_fields:
-                raise _at(("space", key), f"{key!r} is not a train: key")
+                continue  # the user's model or dataset takes it (checked above)
             for field, value in _candidates(param):
                 try:
                     TrainConfig.model_validate({**fixed, key: value})
@@ -335,6 +355,20 @@ class StudySpec(_Frozen):
         assert top is not None
         if self.min_resource > top:
             raise _at(("pruner", "min_resource"), f"greater than max_resource/epochs ({top})")
+
+    @property
+    def tensorboard(self) -> bool:
+        """Whether trials write TensorBoard event files (``auto``: the package is installed)."""
+        on = self.logging.tensorboard
+        return on is True or (on == "auto" and board.installed())
+
+    @property
+    def user_code(self) -> list[str]:
+        """The user's functions the study calls (``module:function``): its objective, or its
+        own model and dataset functions."""
+        if self.objective is not None:
+            return [self.objective]
+        return [ref for refs in user_refs(self.train, self.space).values() for ref in refs]
 
     @property
     def max_resource(self) -> int | None:

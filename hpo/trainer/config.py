@@ -6,17 +6,22 @@ and the search space may tune any of its fields.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hpo.data import DATASETS
-from hpo.models import MODELS
+from hpo.models import MODELS, model_entry
+from hpo.userfn import is_ref
 
 #: Metrics the trainer reports after every epoch; a study's ``metric.name`` must be one of them.
 #: ``params_m`` is the model's parameter count in millions (a second objective, minimised).
 METRICS = ("val_accuracy", "val_loss", "train_loss", "train_accuracy", "params_m")
+
+#: ``package.module:function``: the user's own model or dataset function.
+_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 Optimizer = Literal["sgd", "adam", "adamw", "nadam", "radam", "rmsprop", "auto"]
 
@@ -27,8 +32,21 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # --- model and data -------------------------------------------------------------------
-    model: str = Field("cnn", description="model name from the registry (hpo.models.MODELS)")
-    dataset: str = Field("digits", description="dataset name from the registry (hpo.data.DATASETS)")
+    model: str = Field(
+        "cnn", description="a name from hpo.models.MODELS, or your own 'package.module:function'"
+    )
+    dataset: str = Field(
+        "digits", description="a name from hpo.data.DATASETS, or your own 'package.module:function'"
+    )
+    model_args: dict[str, Any] = Field(
+        default_factory=dict, description="fixed keyword arguments of your own model function"
+    )
+    dataset_args: dict[str, Any] = Field(
+        default_factory=dict, description="fixed keyword arguments of your own dataset function"
+    )
+    head: str | None = Field(
+        None, description="the classification head's module name; default: the last nn.Linear"
+    )
     data_dir: str = Field("./data", description="where datasets are read from / downloaded to")
     download: bool = Field(
         True, description="allow torchvision datasets and pretrained weights to download if absent"
@@ -45,7 +63,9 @@ class TrainConfig(BaseModel):
     val_fraction: float = Field(
         0.2, gt=0, lt=1, description="held-out share for datasets without a validation split"
     )
-    num_classes: int | None = Field(None, ge=2, description="classes of the `fake` dataset")
+    num_classes: int | None = Field(
+        None, ge=2, description="classes of `fake`, or of your dataset (default: inferred)"
+    )
     fake_samples: int = Field(512, ge=8, description="size of the `fake` dataset")
     cache: Literal["auto", "none", "ram", "disk", "gpu"] = Field(
         "auto",
@@ -145,16 +165,12 @@ class TrainConfig(BaseModel):
     @field_validator("model")
     @classmethod
     def _known_model(cls, value: str) -> str:
-        if value not in MODELS:
-            raise ValueError(f"unknown model {value!r}; known: {', '.join(sorted(MODELS))}")
-        return value
+        return _known("model", value, MODELS)
 
     @field_validator("dataset")
     @classmethod
     def _known_dataset(cls, value: str) -> str:
-        if value not in DATASETS:
-            raise ValueError(f"unknown dataset {value!r}; known: {', '.join(sorted(DATASETS))}")
-        return value
+        return _known("dataset", value, DATASETS)
 
     @field_validator("batch_size", mode="before")
     @classmethod
@@ -169,8 +185,23 @@ class TrainConfig(BaseModel):
     def _consistent(self) -> TrainConfig:
         if self.dataset == "imagefolder" and not Path(self.data_dir).is_dir():
             raise ValueError(f"data_dir {self.data_dir!r} is not a directory (dataset imagefolder)")
-        if self.pretrained is True and not MODELS[self.model].has_weights:
+        if self.pretrained is True and not model_entry(self.model).has_weights:
             raise ValueError(
                 f"model {self.model} has no published weights; give pretrained: <path>"
             )
+        for key in ("model", "dataset"):
+            if getattr(self, f"{key}_args") and not is_ref(getattr(self, key)):
+                raise ValueError(f"{key}_args: for your own {key} (module:function) only")
         return self
+
+
+def _known(kind: str, value: str, registry: Any) -> str:
+    """A registry name, or a well-formed ``module:function`` (imported by the spec's check)."""
+    if is_ref(value):
+        if not _REF.match(value):
+            raise ValueError(f"{value!r} is not of the form 'package.module:function'")
+        return value
+    if value not in registry:
+        known = ", ".join(sorted(registry))
+        raise ValueError(f"unknown {kind} {value!r}; known: {known}, or 'package.module:function'")
+    return value

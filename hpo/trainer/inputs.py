@@ -28,9 +28,10 @@ from hpo.data import (
     data_options,
     load_data,
 )
-from hpo.models import MODELS
+from hpo.models import model_entry
 from hpo.trainer.batches import Batches, TensorBatches, loader_batches, subset
 from hpo.trainer.config import TrainConfig
+from hpo.userfn import is_ref
 
 CACHE_DIR = ".hpo-cache"
 
@@ -45,11 +46,15 @@ class Inputs:
     storage: torch.device | None
 
     @property
-    def sample_shape(self) -> tuple[int, int, int]:
+    def sample_shape(self) -> tuple[int, ...]:
+        if self.data.sample_shape is not None:  # a user's dataset: its samples' own shape
+            return self.data.sample_shape
         return (self.data.in_channels, self.data.image_size, self.data.image_size)
 
 
 def _storage(config: TrainConfig, in_memory: bool, device: torch.device) -> torch.device | None:
+    if is_ref(config.dataset) and not in_memory:
+        return None  # a user's dataset of any kind: its own __getitem__, through a DataLoader
     if config.cache in ("gpu", "auto") and (in_memory or config.cache == "gpu"):
         return device
     if config.cache == "none" and not in_memory:
@@ -61,7 +66,7 @@ def load_inputs(config: TrainConfig, device: torch.device) -> Inputs:
     """Load, subset and (when asked) decode-and-cache the data of ``config``."""
     raw = config.cache in ("ram", "disk", "gpu")  # in-memory sets ignore it: no decoding
     data = load_data(config.dataset, data_options(config, config.image_size, raw=raw))
-    min_size = MODELS[config.model].min_size
+    min_size = model_entry(config.model).min_size
     if data.image_size < min_size:  # upscale tiny images (8px digits) for models that need more
         data = load_data(config.dataset, data_options(config, min_size, raw=raw))
     storage = _storage(config, data.in_memory, device)

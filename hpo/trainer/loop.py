@@ -168,6 +168,7 @@ def fit(
     for epoch in range(start, config.epochs + 1):
         if run.stopper.stopped:
             break
+        epoch_started = time.perf_counter()
         metrics, seconds = _run_epoch(run, epoch, should_stop)
         history.append(metrics)
         result.train_seconds += seconds
@@ -182,6 +183,7 @@ def fit(
         perf = {
             "samples_per_second": len(run.train) / seconds,
             "peak_memory_mb": result.peak_memory_mb,
+            "epoch_seconds": time.perf_counter() - epoch_started,  # train and validation
         }
         on_epoch(epoch, {**metrics, **perf})
     result.stopped_early = run.stopper.stopped

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from hpo.models import MODELS, stages
+from hpo.models import model_entry, stages
 from hpo.trainer.config import TrainConfig
 
 #: ``optimizer: auto`` picks AdamW below this many training samples (and for transformers).
@@ -34,7 +34,7 @@ def resolve_optimizer(config: TrainConfig, train_samples: int) -> str:
     """
     if config.optimizer != "auto":
         return config.optimizer
-    if MODELS[config.model].transformer or train_samples < AUTO_SMALL_DATA:
+    if model_entry(config.model).transformer or train_samples < AUTO_SMALL_DATA:
         return "adamw"
     return "sgd"
 
@@ -52,7 +52,7 @@ def stage_scales(n_stages: int, decay: float, mode: str) -> list[float]:
 def param_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
     """Optimizer parameter groups: one per (stage, with/without weight decay)."""
     named = dict(model.named_parameters())
-    by_stage = stages(model) if config.layer_decay < 1 else [list(named)]
+    by_stage = stages(model, config.head) if config.layer_decay < 1 else [list(named)]
     scales = stage_scales(len(by_stage), config.layer_decay, config.layer_decay_mode)
     groups: list[dict[str, Any]] = []
     splits = config.weight_decay > 0  # without decay one group per stage: fewer kernel launches

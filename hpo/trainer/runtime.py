@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from hpo.keys import ENV_CUBLAS_WORKSPACE
-from hpo.models import MODELS
+from hpo.models import model_entry
 from hpo.trainer.config import TrainConfig
 
 #: The cuBLAS setting deterministic CUDA runs need; set it before CUDA initialises.
@@ -47,7 +47,7 @@ def configure(config: TrainConfig, device: torch.device) -> None:
 def channels_last(config: TrainConfig, device: torch.device) -> bool:
     """NHWC helps convolutions on CUDA tensor cores; ``auto`` uses it for conv nets there."""
     if config.channels_last == "auto":
-        return device.type == "cuda" and MODELS[config.model].conv
+        return device.type == "cuda" and model_entry(config.model).conv
     return bool(config.channels_last)
 
 

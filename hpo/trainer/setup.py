@@ -87,9 +87,23 @@ def _build_model(config: TrainConfig, inputs: Inputs, device: torch.device) -> n
         pretrained=config.pretrained,
         download=config.download,
         dropout=config.dropout,
+        head=config.head,
+        args=config.model_args,
+        options=config.model_dump(exclude={"model_args", "dataset_args"}),
     )
     fmt = torch.channels_last if channels_last(config, device) else torch.contiguous_format
     return model.to(device).to(memory_format=fmt)
+
+
+def _head(model: nn.Module, config: TrainConfig) -> str:
+    """The head's name; "" (none) for a model without a linear head when nothing needs one
+    (a user's model may end in a convolution)."""
+    try:
+        return head_name(model, config.head)
+    except ValueError:
+        if config.head is not None or config.freeze_epochs or config.layer_decay < 1:
+            raise
+        return ""
 
 
 def _batch_size(
@@ -134,7 +148,7 @@ def prepare(
     metric, direction = monitor or ("val_loss", "minimize")
     if metric not in METRICS or direction not in ("maximize", "minimize"):
         raise ValueError(f"cannot monitor {monitor!r}: metric one of {METRICS}, then a direction")
-    phase, head = phase_of(config, 1), head_name(model)
+    phase, head = phase_of(config, 1), _head(model, config)
     step = TrainStep(
         model=maybe_compile(model, config),
         optimizer=optimizer,

@@ -10,16 +10,20 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
+from hpo.board import Board, open_board
 from hpo.errors import EpochBudgetSpent, Interrupted, TrialError
 from hpo.spec import StudySpec
 from hpo.study import EPOCH_BUDGET_SPENT, EpochMeter
 from hpo.worker.values import Value, as_values, pick_epoch
 
-__all__ = ["Emit", "TrialReporter"]
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
+
+__all__ = ["Emit", "Report", "TrialReporter"]
 
 #: Where the reporter sends its events (``{"event": "epoch", ...}``) for display.
 Emit = Callable[[dict[str, Any]], None]
@@ -40,8 +44,12 @@ class TrialReporter:
         stop: threading.Event,
         emit: Emit,
         epochs: EpochMeter | None = None,
+        board_path: str | None = None,
     ):
         self.trial, self.spec, self.stop, self.emit = trial, spec, stop, emit
+        self.board_path = board_path  # TensorBoard: None when off
+        self._board: Board | None = None  # opened at the first epoch (or writer) it needs
+        self._written = 0  # the last step whose metrics on_epoch wrote (record skips it)
         self.epochs = epochs  # the study's epoch budget; None: the study has none
         self.counted: set[int] = set()  # steps counted against it (a step reported again is not)
         self._send = trial.report  # Optuna's own method, even once ``tap`` shadows it
@@ -63,8 +71,37 @@ class TrialReporter:
             else:
                 self.trial.report(vector[0], step)
 
+    @property
+    def board(self) -> Board | None:
+        """The trial's TensorBoard run, opened on first use; what an earlier attempt wrote after
+        this attempt's first step (a retry resumes after its replayed epochs) is superseded."""
+        if self._board is None and self.board_path is not None:
+            self._board = open_board(self.board_path, first_step=len(self.values) + 1)
+            if self._board is None:
+                self.board_path = None  # could not open: do not try every epoch
+        return self._board
+
+    @property
+    def writer(self) -> SummaryWriter | None:
+        """The trial's ``SummaryWriter`` (None with TensorBoard off), for custom objectives."""
+        board = self.board
+        return None if board is None else board.writer
+
+    def close_board(self, final: Value | None) -> None:
+        """Write the trial's parameters and final value(s) as hparams and close its run."""
+        if self._board is None:
+            return
+        values = final if isinstance(final, list) else [final] if final is not None else []
+        names = [m.name for m in self.spec.metrics]
+        metrics = {f"hparam/{n}": float(v) for n, v in zip(names, values, strict=False)}
+        self._board.close(dict(self.trial.params), metrics)
+        self._board = None
+
     def restart(self) -> None:
         """Training starts over (after an OOM): earlier epochs no longer count."""
+        if self._board is not None:  # reopened from step 1: the restart's curve replaces it
+            self._board.writer.close()
+            self._board = None
         self.values.clear()
         self.vectors.clear()
         self.counted.clear()  # its epochs are trained again, and count again
@@ -82,6 +119,10 @@ class TrialReporter:
         self.values.append(value)
         if not self.spec.multi_objective:
             self._send(value, step)
+        if self._written != step and self.board is not None:  # a custom objective's report
+            vector = self.vectors[-1] if self.spec.multi_objective else [value]
+            names = [m.name for m in self.spec.metrics]
+            self.board.epoch(step, dict(zip(names, vector, strict=False)))
         count = None
         if self.epochs is not None and step not in self.counted:
             self.counted.add(step)
@@ -133,6 +174,9 @@ class TrialReporter:
             )
 
     def on_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        if self.board is not None:
+            self.board.epoch(epoch, metrics)
+            self._written = epoch
         self.attrs.update(
             {
                 k: round(metrics[k], 3)
@@ -180,3 +224,19 @@ class TrialReporter:
             "epochs_run": len(self.values),
             "seconds_per_epoch": round(seconds / max(1, len(self.values)), 3),
         }
+
+
+class Report:
+    """The ``report`` of the ``(params, report)`` form: ``report(value, step)`` records (and
+    may prune, see :meth:`TrialReporter.report`); ``report.writer`` is the trial's TensorBoard
+    ``SummaryWriter`` (None with ``logging: {tensorboard: false}``)."""
+
+    def __init__(self, reporter: TrialReporter) -> None:
+        self._reporter = reporter
+
+    def __call__(self, value: Any, step: int, extra: dict[str, float] | None = None) -> None:
+        self._reporter.report(value, step, extra)
+
+    @property
+    def writer(self) -> SummaryWriter | None:
+        return self._reporter.writer

@@ -13,7 +13,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from hpo.keys import ATTR_FAIL_REASON
-from hpo.spec import StudySpec
+from hpo.spec import StudySpec, trial_config
 from hpo.study import (
     EpochMeter,
     TrialFiles,
@@ -68,7 +68,11 @@ def _finish_or_skip(
 
 
 def _train_dict(trial: optuna.Trial, ctx: WorkerContext) -> dict[str, object]:
-    return {**ctx.spec.train.model_dump(mode="json"), **trial.params}
+    """The trial's training config, as the trainer ran it (a parameter of the user's own model
+    function is in ``model_args``), so that the stored model can be rebuilt from it."""
+    if ctx.spec.objective is not None:
+        return {**ctx.spec.train.model_dump(mode="json"), **trial.params}
+    return trial_config(ctx.spec.train, trial.params).model_dump(mode="json")
 
 
 def _finish(
@@ -139,7 +143,8 @@ def run_worker(ctx: WorkerContext, stop: threading.Event, emit: Emit) -> int:
     # The study's epoch budget as stored, whatever this node's spec says (as for n_trials).
     meter = EpochMeter.open(storage, study)
     device_name = _device_name(ctx.device)
-    files = TrialFiles(open_store(ctx.artifacts or ctx.spec.artifacts.path), ctx.spec.name)
+    artifacts = ctx.artifacts or ctx.spec.artifacts.path
+    files = TrialFiles(open_store(artifacts), ctx.spec.name)
     parent = os.getppid()
     while not stop.is_set():
         if ctx.deadline is not None and time.time() >= ctx.deadline:
@@ -158,7 +163,9 @@ def run_worker(ctx: WorkerContext, stop: threading.Event, emit: Emit) -> int:
         with heartbeat(trial, storage):
             _record_start(trial, ctx, device_name)
             key = root_number(frozen_trial(trial))
-            outcome = run_trial(trial, ctx.spec, ctx.device, stop, emit, files, key, meter)
+            outcome = run_trial(
+                trial, ctx.spec, ctx.device, stop, emit, files, key, meter, artifacts
+            )
             _finish_or_skip(study, trial, outcome, ctx, files, key)
         emit(
             {

@@ -8,7 +8,7 @@ import logging
 from typing import Any
 
 from hpo.errors import TrialError
-from hpo.spec import StudySpec, TrainConfig
+from hpo.spec import StudySpec, TrainConfig, trial_config
 from hpo.study import TrialFiles
 from hpo.trainer import is_oom
 from hpo.worker.reporter import TrialReporter
@@ -79,7 +79,7 @@ def train_trial(
         TrialError: out of memory with ``retry.on_oom: fail``, or at micro-batch size 1.
     """
     spec = reporter.spec
-    config = TrainConfig.model_validate({**spec.train.model_dump(), **params})
+    config = trial_config(spec.train, params)
     reporter.last_step = config.epochs  # this trial's own, where `epochs` is in the space
     checkpoints = _Checkpoints(files, key, spec)
     resume = checkpoints.resume_state()

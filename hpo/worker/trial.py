@@ -19,11 +19,12 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from hpo import board
 from hpo.checkpoints import bind
 from hpo.errors import EpochBudgetSpent, Interrupted, StorageError, TrialError
 from hpo.spec import StudySpec, load_objective, objective_form
 from hpo.study import EPOCH_BUDGET_SPENT, EpochMeter, TrialFiles, suggest
-from hpo.worker.reporter import Emit, TrialReporter
+from hpo.worker.reporter import Emit, Report, TrialReporter
 from hpo.worker.training import free_memory, train_trial
 from hpo.worker.values import Value, as_told, as_values
 
@@ -52,12 +53,13 @@ def _objective(
     spec = reporter.spec
     func = load_objective(spec.objective or "")
     checkpoints = files if spec.artifacts.checkpoints else None
-    with bind(reporter.trial.number, checkpoints, key):
+    number = reporter.trial.number
+    with bind(number, checkpoints, key), board.bind(number, lambda: reporter.writer):
         if objective_form(func) == "trial":
             reporter.tap()
             result = func(reporter.trial)
         else:
-            result = func(params, reporter.report)
+            result = func(params, Report(reporter))
     if result is None:
         return reporter.final_value()
     return as_told(as_values(result, spec), spec)
@@ -72,15 +74,24 @@ def run_trial(
     files: TrialFiles | None = None,
     key: int | None = None,
     epochs: EpochMeter | None = None,
+    artifacts: str | None = None,
 ) -> TrialOutcome:
     """Run ``trial`` to an outcome; never raises for a trial-level failure.
 
     ``files`` holds checkpoints and best models; ``key`` is the original trial's number, under
     which a retry finds its predecessor's checkpoint; ``epochs`` counts each epoch trained
-    against the study's epoch budget.
+    against the study's epoch budget; ``artifacts`` is the artifact store's location, under
+    which the trial writes its TensorBoard run (when the spec's ``logging`` says so).
     """
     key = trial.number if key is None else key
-    outcome = _attempt(TrialReporter(trial, spec, stop, emit, epochs), device, files, key)
+    path = board.logdir(artifacts, spec.name, key) if artifacts and spec.tensorboard else None
+    reporter = TrialReporter(trial, spec, stop, emit, epochs, board_path=path)
+    try:
+        outcome = _attempt(reporter, device, files, key)
+    except BaseException:
+        reporter.close_board(None)  # the worker's own error (the storage): close the file
+        raise
+    reporter.close_board(outcome.value)  # hparams: the params and the trial's value(s)
     if outcome.state == TrialState.FAIL:
         # The failure's traceback held the trial's tensors and is gone now that _attempt has
         # returned; collect them before the next trial. Only on failure: a gc pass costs
