@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 import torch
 
-from hpo.trainer import TrainConfig, fit
-from hpo.trainer.distributed import Group
+from hpo.trainer import Group, TrainConfig, fit
 
 pytestmark = pytest.mark.slow
 
