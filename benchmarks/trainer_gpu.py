@@ -16,6 +16,11 @@ TF32 stays on in the AMP modes too (for the ops autocast leaves in fp32), as in 
     python benchmarks/trainer_gpu.py --smoke      # tiny shapes on the CPU: checks the code only
     python benchmarks/trainer_gpu.py --auto-batch # also bf16 with ``batch_size: auto``
 
+``--ddp`` adds ``ddp2``: the first case in bf16 as one data-parallel trial over 2 GPUs (NCCL,
+the same global batch, each GPU half of it), ``images_per_s_per_gpu`` beside 1 GPU's bf16
+figure (``scaling``: per-GPU rate over the 1-GPU rate); skipped with a message below 2 GPUs
+(``--smoke``: 2 CPU processes on gloo).
+
 ``--auto-batch`` adds a mode ``bf16_auto``: bf16 with the largest micro-batch that fits
 (``batch_size`` is the one chosen, ``setup_s`` the time from ``fit`` to the first epoch, which
 holds the search).
@@ -27,13 +32,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
+import os
+import socket
 import sys
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 
-from hpo.trainer import TrainConfig, fit
+from hpo.trainer import Group, TrainConfig, fit
 
 
 @dataclass(frozen=True)
@@ -57,11 +66,10 @@ def _enable_tf32() -> None:
     torch.backends.cudnn.conv.fp32_precision = "tf32"  # type: ignore[attr-defined]
 
 
-def run_mode(case: Case, mode: str, epochs: int, device: torch.device) -> dict[str, float]:
-    """Train ``case`` in ``mode``; the last epoch's images/s and the run's peak memory."""
+def _config(case: Case, mode: str, epochs: int) -> TrainConfig:
     auto = mode.endswith("_auto")
     mode = mode.removesuffix("_auto")
-    config = TrainConfig(
+    return TrainConfig(
         model=case.model,
         dataset="fake",
         fake_samples=case.samples,
@@ -75,9 +83,16 @@ def run_mode(case: Case, mode: str, epochs: int, device: torch.device) -> dict[s
         cache="gpu",
         num_workers=0,
     )
+
+
+def run_mode(
+    case: Case, mode: str, epochs: int, device: torch.device, group: Group | None = None
+) -> dict[str, float]:
+    """Train ``case`` in ``mode``; the last epoch's images/s and the run's peak memory."""
+    config = _config(case, mode, epochs)
     seen: list[dict[str, float]] = []
     started = time.perf_counter()
-    result = fit(config, device, lambda epoch, metrics: seen.append(metrics))
+    result = fit(config, device, lambda epoch, metrics: seen.append(metrics), group=group)
     setup_s = time.perf_counter() - started - result.seconds
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -92,6 +107,48 @@ def run_mode(case: Case, mode: str, epochs: int, device: torch.device) -> dict[s
     }
 
 
+def _ddp_rank(rank: int, port: int, case: Case, epochs: int, cuda: bool, out: mp.Queue) -> None:
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    device = torch.device("cuda", rank) if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+        _enable_tf32()
+    backend = "nccl" if cuda else "gloo"
+    dist.init_process_group(backend, rank=rank, world_size=2, timeout=timedelta(seconds=120))
+    try:
+        result = run_mode(case, "bf16", epochs, device, Group(rank, 2))
+        if rank == 0:
+            out.put(result)
+    finally:
+        dist.destroy_process_group()
+
+
+def run_ddp(case: Case, epochs: int, cuda: bool, single: dict[str, float]) -> dict[str, float]:
+    """``case`` in bf16 as one trial over 2 processes; images/s per GPU against one GPU's."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    out: mp.Queue = ctx.Queue()
+    procs = [
+        ctx.Process(target=_ddp_rank, args=(r, port, case, epochs, cuda, out)) for r in range(2)
+    ]
+    for p in procs:
+        p.start()
+    result = out.get(timeout=600)
+    for p in procs:
+        p.join(timeout=60)
+    per_gpu = result["images_per_s"] / 2
+    return {
+        **result,
+        "images_per_s_per_gpu": round(per_gpu, 1),
+        "single_gpu_images_per_s": single["images_per_s"],
+        "scaling": round(per_gpu / single["images_per_s"], 3),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
@@ -100,6 +157,7 @@ def main() -> int:
     parser.add_argument(
         "--auto-batch", action="store_true", help="also bf16 with batch_size: auto (bf16_auto)"
     )
+    parser.add_argument("--ddp", action="store_true", help="also bf16 over 2 GPUs (ddp2)")
     args = parser.parse_args()
     if args.smoke:
         device, cases, epochs = torch.device("cpu"), SMOKE, 1
@@ -114,6 +172,14 @@ def main() -> int:
         name: {mode: run_mode(cases[name], mode, epochs, device) for mode in modes}
         for name in args.cases.split(",")
     }
+    if args.ddp:
+        first = args.cases.split(",")[0]
+        gpus = torch.cuda.device_count() if device.type == "cuda" else 2
+        if gpus < 2:
+            print(f"trainer_gpu: ddp2 skipped: {gpus} GPU visible, 2 needed", file=sys.stderr)
+        else:
+            single = results[first]["bf16"]
+            results[first]["ddp2"] = run_ddp(cases[first], epochs, device.type == "cuda", single)
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu (smoke)"
     report = {"benchmark": "trainer_gpu", "device": gpu, "epochs": epochs, "results": results}
     print(json.dumps(report, indent=2))

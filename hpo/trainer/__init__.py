@@ -12,6 +12,7 @@ from hpo.trainer.config import METRICS, TrainConfig
 from hpo.trainer.oom import is_oom
 
 if TYPE_CHECKING:
+    from hpo.trainer.distributed import Group
     from hpo.trainer.loop import CheckpointCallback, EpochCallback, TrainResult, fit
     from hpo.trainer.runtime import CUBLAS_ENV
 
@@ -20,6 +21,7 @@ __all__ = [
     "METRICS",
     "CheckpointCallback",
     "EpochCallback",
+    "Group",
     "TrainConfig",
     "TrainResult",
     "fit",
@@ -32,6 +34,10 @@ def __getattr__(name: str) -> Any:
         from hpo.trainer import loop
 
         return getattr(loop, name)
+    if name == "Group":
+        from hpo.trainer import distributed
+
+        return distributed.Group
     if name == "CUBLAS_ENV":
         from hpo.trainer import runtime
 

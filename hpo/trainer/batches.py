@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from hpo.data import BatchTransform
+from hpo.trainer.distributed import Group
 from hpo.trainer.runtime import epoch_seed, same_device
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -36,6 +37,7 @@ class TensorBatches:
     train: bool = False
     memory_format: torch.memory_format = torch.contiguous_format
     generator: torch.Generator = field(default_factory=torch.Generator)
+    group: Group | None = None  # data-parallel: this rank's share of every batch
 
     def __len__(self) -> int:
         return len(self.x)
@@ -45,8 +47,9 @@ class TensorBatches:
         return -(-len(self.x) // self.batch_size)
 
     def set_epoch(self, epoch: int) -> None:
-        self.generator.manual_seed(epoch_seed(self.seed, epoch, 0))
-        self.transform.reseed(epoch_seed(self.seed, epoch, 1))
+        self.generator.manual_seed(epoch_seed(self.seed, epoch, 0))  # one order for all ranks
+        rank = self.group.rank if self.group is not None else 0
+        self.transform.reseed(epoch_seed(self.seed, epoch, 1) + rank)  # each its own draws
 
     def __iter__(self) -> Iterator[Batch]:
         n = len(self.x)
@@ -57,6 +60,8 @@ class TensorBatches:
         copy = not same_device(self.x.device, self.device)
         for start in range(0, n, self.batch_size):
             idx = order[start : start + self.batch_size]
+            if self.group is not None:
+                idx = idx[self.group.share(len(idx))]
             x, y = self.x[idx], self.y[idx]
             if copy:  # RAM cache: pinned staging so the copy overlaps with compute
                 pin = self.device.type == "cuda"
@@ -74,6 +79,7 @@ class LoaderBatches:
     device: torch.device
     seed: int = 0
     memory_format: torch.memory_format = torch.contiguous_format
+    group: Group | None = None  # data-parallel: this rank's share of every batch
 
     def __len__(self) -> int:
         return len(self.loader.dataset)  # type: ignore[arg-type]
@@ -93,6 +99,9 @@ class LoaderBatches:
 
     def __iter__(self) -> Iterator[Batch]:
         for x, y in self.loader:
+            if self.group is not None:  # every rank decodes the batch: simple, not frugal
+                share = self.group.share(len(y))
+                x, y = x[share], y[share]
             yield (
                 x.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format),
                 y.to(self.device, non_blocking=True),

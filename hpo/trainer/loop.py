@@ -24,6 +24,7 @@ import torch
 from hpo.errors import NonFiniteLossError
 from hpo.trainer import checkpoint
 from hpo.trainer.config import TrainConfig
+from hpo.trainer.distributed import Group
 from hpo.trainer.setup import Run, prepare
 from hpo.trainer.step import train_one_epoch, validate
 
@@ -82,7 +83,9 @@ def _run_epoch(
     seconds = time.perf_counter() - t0
     if not math.isfinite(metrics["train_loss"]):
         raise NonFiniteLossError(epoch)
-    metrics.update(validate(run.step.model, run.val, run.precision, run.device))
+    # Data-parallel: the plain module (the DDP wrapper would broadcast buffers per batch).
+    forward = run.step.model if run.group is None else run.model
+    metrics.update(validate(forward, run.val, run.precision, run.device, run.group))
     metrics["params_m"] = sum(p.numel() for p in run.model.parameters()) / 1e6
     return metrics, seconds
 
@@ -136,6 +139,7 @@ def fit(
     monitor: tuple[str, str] | None = None,
     resume: dict[str, Any] | None = None,
     on_checkpoint: CheckpointCallback | None = None,
+    group: Group | None = None,
 ) -> TrainResult:
     """Train ``config`` on ``device``, calling ``on_epoch`` (and ``on_checkpoint``) after each.
 
@@ -148,12 +152,17 @@ def fit(
             ``state`` holds CPU copies (model, optimizer, schedule, scaler, RNG, early
             stopping, history, and ``"best"``: the best epoch so far as ``{"epoch", "metrics",
             "model"}``, or None) and can be saved with ``torch.save``.
+        group: train as one rank of a data-parallel process group (initialised by the
+            caller); every rank calls ``fit`` alike and gets the same metrics, and the same
+            ``resume`` state (see :mod:`hpo.trainer.distributed`).
 
     Raises:
         NonFiniteLossError: the training loss became NaN or infinite.
         Interrupted: ``should_stop()`` turned true.
     """
-    run = prepare(config, device, monitor, batch_size=resume["batch_size"] if resume else None)
+    run = prepare(
+        config, device, monitor, batch_size=resume["batch_size"] if resume else None, group=group
+    )
     history: list[dict[str, float]] = list(resume["history"]) if resume else []
     start = _restore(run, resume) + 1 if resume else 1
     result = TrainResult(

@@ -12,6 +12,7 @@ from hpo.models import build_model, head_name
 from hpo.trainer import autobatch
 from hpo.trainer.batches import Batches
 from hpo.trainer.config import METRICS, TrainConfig
+from hpo.trainer.distributed import Group, wrap
 from hpo.trainer.inputs import Inputs, load_inputs, make_batches
 from hpo.trainer.optim import build_optimizer, param_groups, resolve_optimizer
 from hpo.trainer.precision import Precision, resolve_precision
@@ -39,6 +40,7 @@ class Run:
     stopper: EarlyStopping
     batch_size: int
     phase: Phase
+    group: Group | None = None  # data-parallel: this process's rank in the trial's group
 
     @property
     def schedule(self) -> Schedule:
@@ -113,9 +115,13 @@ def _batch_size(
     precision: Precision,
     optimizer_name: str,
     device: torch.device,
+    group: Group | None = None,
 ) -> int:
     if config.batch_size != "auto":
         return config.batch_size
+    if group is not None:  # the global batch: what the tightest rank fits, on every rank
+        per_rank = _batch_size(config, model, inputs, precision, optimizer_name, device)
+        return group.agree_min(per_rank, device) * group.world
     key = (
         config.model,
         inputs.sample_shape,
@@ -134,23 +140,30 @@ def prepare(
     device: torch.device,
     monitor: tuple[str, str] | None,
     batch_size: int | None = None,
+    group: Group | None = None,
 ) -> Run:
-    """Seed, load data, build the model and the optimizer; ``batch_size`` overrides auto."""
+    """Seed, load data, build the model and the optimizer; ``batch_size`` overrides auto;
+    ``group``: train data-parallel as one rank of it (see :mod:`hpo.trainer.distributed`)."""
     configure(config, device)
     inputs = load_inputs(config, device)
     model = _build_model(config, inputs, device)
+    if group is not None:  # the same initial weights everywhere; dropout draws of each rank's
+        torch.manual_seed(config.seed + 7_919 * group.rank)
     precision = resolve_precision(config, device)
     optimizer_name = resolve_optimizer(config, len(inputs.train))  # type: ignore[arg-type]
-    batch_size = batch_size or _batch_size(config, model, inputs, precision, optimizer_name, device)
+    batch_size = batch_size or _batch_size(
+        config, model, inputs, precision, optimizer_name, device, group
+    )
     fmt = torch.channels_last if channels_last(config, device) else torch.contiguous_format
     train, val = make_batches(inputs, config, batch_size, device, fmt)
+    train.group = val.group = group
     optimizer = build_optimizer(config, param_groups(model, config), optimizer_name)
     metric, direction = monitor or ("val_loss", "minimize")
     if metric not in METRICS or direction not in ("maximize", "minimize"):
         raise ValueError(f"cannot monitor {monitor!r}: metric one of {METRICS}, then a direction")
     phase, head = phase_of(config, 1), _head(model, config)
     step = TrainStep(
-        model=maybe_compile(model, config),
+        model=maybe_compile(model if group is None else wrap(model, device), config),
         optimizer=optimizer,
         scaler=precision.scaler(device),
         precision=precision,
@@ -161,6 +174,7 @@ def prepare(
         clip_grad_norm=config.clip_grad_norm,
         label_smoothing=config.label_smoothing,
         module=model,
+        group=group,
     )
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -178,4 +192,5 @@ def prepare(
         stopper=EarlyStopping(metric, direction, config.patience, config.min_delta),
         batch_size=batch_size,
         phase=phase,
+        group=group,
     )

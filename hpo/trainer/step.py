@@ -8,6 +8,7 @@ share of the optimizer step's samples, so N micro-batches give the gradient of o
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -16,6 +17,7 @@ from torch import nn
 
 from hpo.errors import Interrupted
 from hpo.trainer.batches import Batches
+from hpo.trainer.distributed import Group
 from hpo.trainer.precision import Precision
 from hpo.trainer.schedule import Schedule
 from hpo.trainer.transfer import freeze_backbone_norms
@@ -37,6 +39,7 @@ class TrainStep:
     frozen_head: str | None = None  # feature extraction: keep backbone norms in eval mode
     module: nn.Module | None = None  # the uncompiled model (defaults to ``model``)
     params: list[nn.Parameter] = field(default_factory=list)
+    group: Group | None = None  # data-parallel: ``model`` is DistributedDataParallel
 
     def __post_init__(self) -> None:
         if self.module is None:
@@ -71,25 +74,47 @@ def train_one_epoch(
     correct = torch.zeros((), device=step.device, dtype=torch.long)
     count, n_batches = 0, batches.num_batches
     group_size = _group_sizes(len(batches), batches.batch_size, step.accumulate)
+    world = step.group.world if step.group is not None else 1
     step.optimizer.zero_grad(set_to_none=True)
     for i, (x, y) in enumerate(batches):
         if should_stop():
             raise Interrupted("stop requested during training")
-        with step.precision.autocast(step.device):
-            logits = step.model(x)
-            loss = loss_fn(logits, y)
-        weight = len(y) / group_size(i)
-        step.scaler.scale(loss if weight == 1.0 else loss * weight).backward()
-        if (i + 1) % step.accumulate == 0 or i == n_batches - 1:
+        last = (i + 1) % step.accumulate == 0 or i == n_batches - 1
+        with _sync(step, last):
+            with step.precision.autocast(step.device):
+                logits = step.model(x)
+                loss = loss_fn(logits, y) if len(y) else logits.sum() * 0.0
+            # DDP averages over the ranks: times N, each rank's share of the step's samples
+            weight = len(y) * world / group_size(i)
+            step.scaler.scale(loss if weight == 1.0 else loss * weight).backward()
+        if last:
             _optimizer_step(step)
         loss_sum += loss.detach() * len(y)
         correct += (logits.argmax(1) == y).sum()
         count += len(y)
+    loss_total, correct_total, n = _summed(step.group, loss_sum, correct, count)
     return {
-        "train_loss": loss_sum.item() / count,
-        "train_accuracy": correct.item() / count,
+        "train_loss": loss_total / n,
+        "train_accuracy": correct_total / n,
         "lr": step.schedule.last_lr,
     }
+
+
+def _sync(step: TrainStep, last: bool) -> contextlib.AbstractContextManager[None]:
+    """DDP's gradient all-reduce only on a step's last micro-batch (accumulate locally)."""
+    if step.group is None or last:
+        return contextlib.nullcontext()
+    return step.model.no_sync()  # type: ignore[operator]
+
+
+def _summed(
+    group: Group | None, loss_sum: torch.Tensor, correct: torch.Tensor, count: int
+) -> tuple[float, float, int]:
+    """(loss sum, correct, samples) of the epoch over every rank; one host sync."""
+    if group is None:
+        return loss_sum.item(), float(correct.item()), count
+    total = group.sum(loss_sum, correct, torch.tensor(count, device=loss_sum.device))
+    return total[0].item(), total[1].item(), int(total[2].item())
 
 
 def _optimizer_step(step: TrainStep) -> None:
@@ -104,9 +129,14 @@ def _optimizer_step(step: TrainStep) -> None:
 
 @torch.no_grad()
 def validate(
-    model: nn.Module, batches: Batches, precision: Precision, device: torch.device
+    model: nn.Module,
+    batches: Batches,
+    precision: Precision,
+    device: torch.device,
+    group: Group | None = None,
 ) -> dict[str, float]:
-    """Loss and accuracy on the validation batches, without augmentation or gradients."""
+    """Loss and accuracy on the validation batches, without augmentation or gradients (each
+    rank its share, summed over the ranks)."""
     model.eval()
     loss_fn = nn.CrossEntropyLoss(reduction="sum")
     loss_sum = torch.zeros((), device=device)
@@ -118,4 +148,5 @@ def validate(
         loss_sum += loss_fn(logits.float(), y)
         correct += (logits.argmax(1) == y).sum()
         count += len(y)
-    return {"val_loss": loss_sum.item() / count, "val_accuracy": correct.item() / count}
+    loss_total, correct_total, n = _summed(group, loss_sum, correct, count)
+    return {"val_loss": loss_total / n, "val_accuracy": correct_total / n}
