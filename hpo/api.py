@@ -253,13 +253,14 @@ def validate(path: str | os.PathLike[str]) -> str:
     """Check a study file without running it or opening its storage, as ``hpo validate`` does.
 
     Returns:
-        What it describes: one line (name, sampler, pruner, budget, parameters, what trains),
+        What it describes: one line (name, sampler, pruner, budget, parameters, what trains,
+        the metric and its direction),
         plus a line on the warm start (a warm start's file is read and fitted here).
 
     Raises:
         SpecError: the first problem, naming the file and the field.
     """
-    from hpo.spec import load_objective, load_spec, objective_form
+    from hpo.spec import describe_metrics, load_objective, load_spec, objective_form
     from hpo.study import check_warm_start
 
     spec = load_spec(Path(path))
@@ -274,7 +275,7 @@ def validate(path: str | os.PathLike[str]) -> str:
     lines = [
         f"{path}: ok: study {spec.name!r}, {spec.sampler.type} sampler, "
         f"{spec.pruner.type} pruner, {' or '.join(limits)}, {len(spec.space)} parameters, "
-        f"{mode}"
+        f"{mode}, {describe_metrics(spec.metrics)}"
     ]
     if spec.warm_start:  # a study is read when the run creates it
         lines.append(check_warm_start(spec, str(path)))

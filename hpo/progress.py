@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from hpo.dispatch import WorkerPlan
-from hpo.spec import StudySpec
+from hpo.spec import StudySpec, describe_metrics
 from hpo.study import Snapshot
 
 STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
@@ -79,7 +79,8 @@ class PlainProgress:
         if max_epochs is not None:
             limits.append(f"{max_epochs} epochs" + (" (no trial limit)" if budget is None else ""))
         self.console.print(
-            f"study {spec.name} on {storage}: budget {', '.join(limits)}, workers {devices}",
+            f"study {spec.name} on {storage}: {describe_metrics(spec.metrics)}, "
+            f"budget {', '.join(limits)}, workers {devices}",
             markup=False,
             highlight=False,
         )

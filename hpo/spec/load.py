@@ -11,7 +11,8 @@ from pydantic import ValidationError
 
 from hpo.errors import SpecError
 from hpo.spec.base import LocatedError
-from hpo.spec.study import METRIC_TAGS, StudySpec
+from hpo.spec.metric import METRIC_TAGS
+from hpo.spec.study import StudySpec
 
 #: Validation problems printed one by one; the rest are counted (a file of typos stays readable).
 SHOWN_ERRORS = 5
