@@ -9,6 +9,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,7 @@ class RunOptions:
     logs_dir: Path = Path("hpo-logs")
     source: str = "spec"  # the spec's file name, for error messages
     artifacts: str | None = None  # --artifacts: checkpoints and best models
+    env: Mapping[str, str] = field(default_factory=dict)  # more for workers (hpo.spec.by_value)
     node: str = field(default_factory=lambda: os.environ.get(ENV_NODE) or socket.gethostname())
 
 
@@ -209,6 +211,7 @@ def _worker_env(spec: StudySpec, options: RunOptions) -> dict[str, str]:
     ``--artifacts``, and the directory the objective's module was imported from (beside the
     spec file, the working directory, ``PYTHONPATH``), so they import the same module."""
     env = {ENV_ARTIFACTS: options.artifacts} if options.artifacts else {}
+    env.update(options.env)
     root = objective_root(spec.objective) if spec.objective else None
     if root is not None:
         env[ENV_OBJECTIVE_PATH] = root
