@@ -176,13 +176,16 @@ def run(
         logs_dir=logs_dir,
         artifacts=artifacts,
     )
-    if not progress:
-        return start(spec, overrides, _Quiet(), objective=objective)
     from rich.console import Console
 
+    from hpo import console_log
     from hpo.progress import PlainProgress
 
-    return start(spec, overrides, PlainProgress(Console(soft_wrap=True)), objective=objective)
+    observer = PlainProgress(Console(soft_wrap=True)) if progress else _Quiet()
+    # As quiet as `hpo run`: warnings as one line `warning: ...`, no Optuna INFO lines; the
+    # caller's logging is as it was afterwards.
+    with console_log.installed(Console(stderr=True, soft_wrap=True)):
+        return start(spec, overrides, observer, objective=objective)
 
 
 def start(

@@ -7,7 +7,7 @@ import importlib
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
-from typer.core import TyperCommand
+from typer.core import TyperCommand, TyperGroup
 
 from hpo import console_log
 from hpo.errors import HpoError, SpecError, StorageError
@@ -23,8 +23,41 @@ from hpo.keys import ATTR_FAIL_REASON
 from hpo.progress import STATES, fmt_params, fmt_values, make_progress
 from hpo.view import Best, ParetoTrial
 
+
+class _Group(TyperGroup):
+    """Typer's group, with usage errors (a bad option value, an unknown option or command)
+    printed as one line ``error: ...`` (exit 2), as every other error, not click's usage
+    block or typer's box."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        given = (args, prog_name, complete_var)
+        if not standalone_mode:
+            return super().main(*given, False, windows_expand_args, **extra)
+        try:
+            code = super().main(*given, False, windows_expand_args, **extra)
+        except Exception as exc:
+            if not console_log.usage_error(exc):
+                raise
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                exc.show()  # type: ignore[attr-defined]  # `hpo` alone: the help was asked for
+            else:
+                line = console_log.usage_line(exc)
+                err.print(Text.assemble(("error:", "red"), " ", line), highlight=False)
+            sys.exit(getattr(exc, "exit_code", 2))
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
     name="hpo",
+    cls=_Group,
     help="Hyperparameter optimization for GPU training (Optuna + PyTorch).",
     no_args_is_help=True,
     add_completion=False,
