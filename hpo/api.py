@@ -181,10 +181,10 @@ def run(
     from hpo import console_log
     from hpo.progress import PlainProgress
 
-    observer = PlainProgress(Console(soft_wrap=True)) if progress else _Quiet()
+    observer = PlainProgress(Console(soft_wrap=True, markup=False)) if progress else _Quiet()
     # As quiet as `hpo run`: warnings as one line `warning: ...`, no Optuna INFO lines; the
     # caller's logging is as it was afterwards.
-    with console_log.installed(Console(stderr=True, soft_wrap=True)):
+    with console_log.installed(Console(stderr=True, soft_wrap=True, markup=False)):
         return start(spec, overrides, observer, objective=objective)
 
 

@@ -63,8 +63,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+# No markup: what is printed holds user values (params, names, paths, messages), which rich
+# would read as markup (a choice "[bold]a[/bold]" would print as "a"); styles come from Text.
+out = Console(soft_wrap=True, markup=False)
+err = Console(stderr=True, soft_wrap=True, markup=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
