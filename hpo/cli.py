@@ -20,7 +20,8 @@ from typer.core import TyperCommand, TyperGroup
 from hpo import console_log
 from hpo.errors import HpoError, SpecError, StorageError
 from hpo.keys import ATTR_FAIL_REASON
-from hpo.progress import STATES, fmt_params, fmt_values, make_progress
+from hpo.progress import fmt_params, fmt_values, make_progress
+from hpo.study.summary import slot_line
 from hpo.view import Best, ParetoTrial
 
 
@@ -189,11 +190,8 @@ def run(
 
 
 def _print_summary(snap: Any, metric: str) -> None:
-    table = Table(title="trials", box=None)
-    for state in STATES:
-        table.add_column(state.lower(), justify="right")
-    table.add_row(*(str(snap.counts.get(s, 0)) for s in STATES))
-    out.print(table)
+    # The same slot count as the live header and `hpo status`.
+    out.print(slot_line(snap.slots, snap.budget, snap.retries), highlight=False)
     if snap.epochs is not None:
         spent = " (epoch budget spent)" if snap.epochs.spent else ""
         shown = f"epochs trained: {snap.epochs.used}/{snap.epochs.budget}{spent}"
@@ -240,10 +238,7 @@ def status(
     out.print(f"{now.finished}{of} budget slots finished", highlight=False)
     if now.max_epochs is not None:
         out.print(f"{now.epochs}/{now.max_epochs} epochs trained", highlight=False)
-    shown = "  ".join(f"{s.lower()} {now.slots.get(s, 0)}" for s in STATES)
-    if now.retries:
-        shown += f"  ({now.retries} {'retry' if now.retries == 1 else 'retries'})"
-    out.print(shown, highlight=False, markup=False)
+    out.print(slot_line(now.slots, now.budget, now.retries), highlight=False)
     if now.warm:
         out.print(
             f"warm start: {now.warm} earlier trials as history (not counted, never the best)",

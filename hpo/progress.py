@@ -13,9 +13,9 @@ from rich.text import Text
 
 from hpo.dispatch import WorkerPlan
 from hpo.spec import StudySpec, describe_metrics
-from hpo.study import Snapshot
+from hpo.study import STATES, Snapshot, slot_line
 
-STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
+__all__ = ["STATES", "LiveProgress", "PlainProgress", "fmt_params", "fmt_values", "make_progress"]
 
 
 def fmt_params(params: dict[str, Any]) -> str:
@@ -221,7 +221,7 @@ class LiveProgress(PlainProgress):
         of whatever else is printed, and a line printed with ``markup=False`` would show it raw.
         """
         s = self.state
-        counts = " ".join(f"{k.lower()} {s.snap.counts.get(k, 0)}" for k in STATES)
+        counts = slot_line(s.snap.slots, s.budget, s.snap.retries, sep=" ")
         left = self.eta()
         eta = "" if left is None else f"  eta {left:.0f}s"
         head = Text.assemble(

@@ -12,7 +12,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from optuna.trial import TrialState
 
@@ -173,12 +172,8 @@ def run_study(spec: StudySpec, options: RunOptions, observer: Observer) -> RunRe
     _check_connections(handle, len(plans))
     timeout = options.timeout or spec.budget.timeout
     deadline = time.time() + timeout if timeout else None
-    ticker = Ticker(handle, spec, observer)
     first = FirstFailures(min(FIRST_FAILURES, budget or FIRST_FAILURES))
-
-    def on_event(event: dict[str, Any]) -> None:
-        ticker.event(observer, event)
-        first.watch(event, sup)
+    ticker = Ticker(handle, spec, observer, lambda event: first.watch(event, sup))
 
     sup = Supervisor(
         plans,
@@ -187,7 +182,7 @@ def run_study(spec: StudySpec, options: RunOptions, observer: Observer) -> RunRe
         options.node,
         deadline,
         options.logs_dir,
-        on_event,
+        ticker.put,
         on_exit=lambda pid, code: (
             None if ticker.lost else _release_orphans(handle, spec, options.node, pid, code, sup)
         ),
