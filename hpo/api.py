@@ -18,6 +18,7 @@ the functions, so ``import hpo`` stays cheap (no torch, no Optuna).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -98,7 +99,7 @@ class RunOutcome:
     storage: str  # the URL, password hidden
     failed_logs: list[Path] = field(default_factory=list)  # logs of workers that failed
     url: str = field(default="", repr=False)
-    error: str | None = None  # why the run stopped early (exit code 1), e.g. trials failing alike
+    error: str | None = None  # why exit_code is not 0, in one line (None when it is 0)
 
     @property
     def ok(self) -> bool:
@@ -145,6 +146,7 @@ def run(
     logs_dir: str | os.PathLike[str] = "hpo-logs",
     artifacts: str | None = None,
     progress: bool = False,
+    objective: Callable[..., Any] | None = None,
 ) -> RunOutcome:
     """Create (or join) the study and run trials on this node until its budget or timeout is
     spent, as ``hpo run`` does; the keywords are its options.
@@ -152,6 +154,9 @@ def run(
     Args:
         spec: a study file's path, a dict of the same schema, or a StudySpec.
         progress: print one plain line per finished trial (quiet by default).
+        objective: the function to tune, instead of the spec's ``objective:`` (a dict's
+            ``objective`` may be the function too). One defined in a notebook or a script, a
+            lambda or a closure is pickled by value (cloudpickle) for the worker processes.
 
     Returns:
         The outcome; a failed worker or a stop (Ctrl-C, SIGTERM) shows in ``exit_code``.
@@ -171,37 +176,50 @@ def run(
         logs_dir=logs_dir,
         artifacts=artifacts,
     )
-    if not progress:
-        return start(spec, overrides, _Quiet())
     from rich.console import Console
 
+    from hpo import console_log
     from hpo.progress import PlainProgress
 
-    return start(spec, overrides, PlainProgress(Console(soft_wrap=True)))
+    observer = PlainProgress(Console(soft_wrap=True, markup=False)) if progress else _Quiet()
+    # As quiet as `hpo run`: warnings as one line `warning: ...`, no Optuna INFO lines; the
+    # caller's logging is as it was afterwards.
+    with console_log.installed(Console(stderr=True, soft_wrap=True, markup=False)):
+        return start(spec, overrides, observer, objective=objective)
 
 
 def start(
-    spec: SpecLike, overrides: Overrides, observer: Observer, naming: Naming = keyword
+    spec: SpecLike,
+    overrides: Overrides,
+    observer: Observer,
+    naming: Naming = keyword,
+    objective: Callable[..., Any] | None = None,
 ) -> RunOutcome:
     """:func:`run` with any progress observer and option naming (what ``hpo run`` calls)."""
     from hpo.dispatch import RunOptions, run_study
+    from hpo.spec.by_value import ENV_OBJECTIVE_FILE, check, shipped
     from hpo.study import redact
 
     overrides.check(naming)
-    study_spec, source = resolve_spec(spec, overrides.study_name, naming)
-    url = storage_url(overrides.storage, study_spec.storage, source, naming)
-    options = RunOptions(
-        storage_url=url,
-        n_trials=overrides.n_trials,
-        timeout=overrides.timeout,
-        workers=overrides.workers,
-        gpus=overrides.gpus,
-        device=overrides.device,
-        logs_dir=Path(overrides.logs_dir),
-        source=source,
-        artifacts=overrides.artifacts,
-    )
-    result = run_study(study_spec, options, observer)
+    spec, objective = _given(spec, objective)
+    with shipped(objective) as (ref, env):
+        study_spec, source = resolve_spec(spec, overrides.study_name, naming, ref)
+        url = storage_url(overrides.storage, study_spec.storage, source, naming)
+        if ref and ENV_OBJECTIVE_FILE in env:  # before the study: a worker must load it
+            check(Path(env[ENV_OBJECTIVE_FILE]), ref, env)
+        options = RunOptions(
+            storage_url=url,
+            n_trials=overrides.n_trials,
+            timeout=overrides.timeout,
+            workers=overrides.workers,
+            gpus=overrides.gpus,
+            device=overrides.device,
+            logs_dir=Path(overrides.logs_dir),
+            source=source,
+            artifacts=overrides.artifacts,
+            env=env,
+        )
+        result = run_study(study_spec, options, observer)
     return RunOutcome(
         result.exit_code,
         result.snapshot,
@@ -210,8 +228,38 @@ def start(
         redact(url),
         result.failed_logs,
         url,
-        result.error,
+        result.error or _why(result.exit_code, result.failed_logs),
     )
+
+
+def _given(
+    spec: SpecLike, objective: Callable[..., Any] | None
+) -> tuple[SpecLike, Callable[..., Any] | None]:
+    """The spec without a function under ``objective`` (a dict's), and the function."""
+    if isinstance(spec, Mapping) and callable(spec.get("objective")):
+        if objective is not None:
+            raise SpecError("objective: given twice (in the spec and as objective=)")
+        objective = spec["objective"]
+        spec = {k: v for k, v in spec.items() if k != "objective"}
+    return spec, objective
+
+
+def _why(code: int, failed_logs: list[Path]) -> str | None:
+    """Why a run that ended with ``code`` ended so, in one line (None when it did not fail)."""
+    if code == 0:
+        return None
+    if code == 130:
+        return "interrupted: the running trials were handed back for retry"
+    for path in failed_logs:
+        try:
+            lines = [line.strip() for line in path.read_text(errors="replace").splitlines()]
+        except OSError:
+            continue
+        last = next((line for line in reversed(lines) if line), "")
+        return (
+            f"a worker failed: {last} (log: {path})" if last else f"a worker failed (log: {path})"
+        )
+    return f"the run ended with exit code {code}"
 
 
 def load(
@@ -253,13 +301,14 @@ def validate(path: str | os.PathLike[str]) -> str:
     """Check a study file without running it or opening its storage, as ``hpo validate`` does.
 
     Returns:
-        What it describes: one line (name, sampler, pruner, budget, parameters, what trains),
+        What it describes: one line (name, sampler, pruner, budget, parameters, what trains,
+        the metric and its direction),
         plus a line on the warm start (a warm start's file is read and fitted here).
 
     Raises:
         SpecError: the first problem, naming the file and the field.
     """
-    from hpo.spec import load_objective, load_spec, objective_form
+    from hpo.spec import describe_metrics, load_objective, load_spec, objective_form
     from hpo.study import check_warm_start
 
     spec = load_spec(Path(path))
@@ -274,7 +323,7 @@ def validate(path: str | os.PathLike[str]) -> str:
     lines = [
         f"{path}: ok: study {spec.name!r}, {spec.sampler.type} sampler, "
         f"{spec.pruner.type} pruner, {' or '.join(limits)}, {len(spec.space)} parameters, "
-        f"{mode}"
+        f"{mode}, {describe_metrics(spec.metrics)}"
     ]
     if spec.warm_start:  # a study is read when the run creates it
         lines.append(check_warm_start(spec, str(path)))

@@ -7,7 +7,7 @@ import importlib
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -15,23 +15,59 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
-from typer.core import TyperCommand
+from typer.core import TyperCommand, TyperGroup
 
 from hpo import console_log
 from hpo.errors import HpoError, SpecError, StorageError
 from hpo.keys import ATTR_FAIL_REASON
-from hpo.progress import STATES, fmt_params, fmt_values, make_progress
+from hpo.progress import fmt_params, fmt_values, make_progress
+from hpo.study.summary import slot_line
 from hpo.view import Best, ParetoTrial
+
+
+class _Group(TyperGroup):
+    """Typer's group, with usage errors (a bad option value, an unknown option or command)
+    printed as one line ``error: ...`` (exit 2), as every other error, not click's usage
+    block or typer's box."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        given = (args, prog_name, complete_var)
+        if not standalone_mode:
+            return super().main(*given, False, windows_expand_args, **extra)
+        try:
+            code = super().main(*given, False, windows_expand_args, **extra)
+        except Exception as exc:
+            if not console_log.usage_error(exc):
+                raise
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                exc.show()  # type: ignore[attr-defined]  # `hpo` alone: the help was asked for
+            else:
+                line = console_log.usage_line(exc)
+                err.print(Text.assemble(("error:", "red"), " ", line), highlight=False)
+            sys.exit(getattr(exc, "exit_code", 2))
+        sys.exit(code if isinstance(code, int) else 0)
+
 
 app = typer.Typer(
     name="hpo",
+    cls=_Group,
     help="Hyperparameter optimization for GPU training (Optuna + PyTorch).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+# No markup: what is printed holds user values (params, names, paths, messages), which rich
+# would read as markup (a choice "[bold]a[/bold]" would print as "a"); styles come from Text.
+out = Console(soft_wrap=True, markup=False)
+err = Console(stderr=True, soft_wrap=True, markup=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -154,11 +190,8 @@ def run(
 
 
 def _print_summary(snap: Any, metric: str) -> None:
-    table = Table(title="trials", box=None)
-    for state in STATES:
-        table.add_column(state.lower(), justify="right")
-    table.add_row(*(str(snap.counts.get(s, 0)) for s in STATES))
-    out.print(table)
+    # The same slot count as the live header and `hpo status`.
+    out.print(slot_line(snap.slots, snap.budget, snap.retries), highlight=False)
     if snap.epochs is not None:
         spent = " (epoch budget spent)" if snap.epochs.spent else ""
         shown = f"epochs trained: {snap.epochs.used}/{snap.epochs.budget}{spent}"
@@ -205,10 +238,7 @@ def status(
     out.print(f"{now.finished}{of} budget slots finished", highlight=False)
     if now.max_epochs is not None:
         out.print(f"{now.epochs}/{now.max_epochs} epochs trained", highlight=False)
-    shown = "  ".join(f"{s.lower()} {now.slots.get(s, 0)}" for s in STATES)
-    if now.retries:
-        shown += f"  ({now.retries} {'retry' if now.retries == 1 else 'retries'})"
-    out.print(shown, highlight=False, markup=False)
+    out.print(slot_line(now.slots, now.budget, now.retries), highlight=False)
     if now.warm:
         out.print(
             f"warm start: {now.warm} earlier trials as history (not counted, never the best)",

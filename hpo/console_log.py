@@ -9,13 +9,17 @@ files keep their timestamps and module names (:mod:`hpo.worker.__main__`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
-from typing import TextIO
+from collections.abc import Iterator
+from typing import Any, TextIO
 
 import optuna
 from rich.console import Console
 from rich.text import Text
+
+from hpo.errors import plain_words
 
 _STYLES = {"critical": "red", "error": "red", "warning": "yellow"}
 
@@ -23,6 +27,31 @@ _STYLES = {"critical": "red", "error": "red", "warning": "yellow"}
 def one_line(message: str) -> str:
     """``message`` with every run of whitespace (newlines too) as one space."""
     return " ".join(message.split())
+
+
+def usage_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is a click usage error (typer raises click's, or since typer 0.22 its
+    own copy of click's: told apart by class name, so neither is imported privately)."""
+    return any(cls.__name__ == "ClickException" for cls in type(exc).__mro__)
+
+
+def usage_line(exc: Any) -> str:
+    """A click/typer usage error (a bad option value, an unknown option or command, a missing
+    argument) as the one line after ``error:``, naming the option: ``--n-trials: must be
+    greater than or equal to 1; see hpo run --help``, never click's usage block or typer's box."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    param = getattr(exc, "param", None)
+    if "BadParameter" in names and "MissingParameter" not in names:
+        hint = exc.param_hint or (" / ".join(getattr(param, "opts", ())) or "value")
+        shown = hint if isinstance(hint, str) else " / ".join(hint)
+        message = f"{shown.replace(chr(39), '').replace(chr(34), '')}: {exc.message}"
+    else:
+        message = exc.format_message()
+    message = plain_words(one_line(message)).rstrip(".")
+    ctx = getattr(exc, "ctx", None)
+    if ctx is None:
+        return message
+    return f"{message}{' ' if message.endswith('?') else '; '}see {ctx.command_path} --help"
 
 
 class ConsoleHandler(logging.Handler):
@@ -57,6 +86,25 @@ def _show_warning(
     line: str | None = None,
 ) -> None:
     logging.getLogger("py.warnings").warning("%s (%s)", message, category.__name__)
+
+
+@contextlib.contextmanager
+def installed(console: Console, verbose: bool = False) -> Iterator[None]:
+    """:func:`install` for the time of a ``with`` block (``hpo.run`` in a notebook), then the
+    caller's logging, Optuna's handler and verbosity and ``warnings.showwarning`` as they were.
+    """
+    root, optuna_log = logging.getLogger(), logging.getLogger("optuna")
+    saved = (root.handlers[:], root.level, optuna_log.handlers[:], optuna_log.propagate)
+    verbosity, show = optuna.logging.get_verbosity(), warnings.showwarning
+    install(console, verbose)
+    try:
+        yield
+    finally:
+        root.handlers[:], optuna_log.handlers[:] = saved[0], saved[2]
+        root.setLevel(saved[1])
+        optuna_log.propagate = saved[3]
+        optuna.logging.set_verbosity(verbosity)
+        warnings.showwarning = show
 
 
 def install(console: Console, verbose: bool = False) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class HpoError(Exception):
     """Root of every error hpo raises on purpose."""
@@ -55,3 +57,10 @@ class EpochBudgetSpent(BaseException):  # noqa: N818 - a control-flow signal, li
     """The study's epoch budget is spent: end the trial at this epoch boundary (it is recorded
     PRUNED, its epochs kept). A BaseException, as :class:`Interrupted`, so that no ``except
     Exception`` in user code swallows it."""
+
+
+def plain_words(message: str) -> str:
+    """A validator's message in hpo's words: pydantic's ``Input should be X`` (which typer
+    passes on for an option's bounds too) as ``must be X``."""
+    message = message.removeprefix("Value error, ")
+    return re.sub(r"\bInput should be\b", "must be", message)

@@ -31,6 +31,9 @@ ENV_FAST_PATHS = "HPO_FAST_PATHS"
 ATTR_METRIC = "hpo:metric"
 ATTR_SPACE = "hpo:space"
 ATTR_DESCRIPTION = "hpo:description"
+#: The spec's ``objective:`` (``module:function``), "" for the built-in trainer; written at
+#: creation (a study from before it was recorded has none).
+ATTR_OBJECTIVE = "hpo:objective"
 #: How many worker processes have registered (the next one's number).
 ATTR_WORKERS = "hpo:workers"
 #: The node records, oldest first.

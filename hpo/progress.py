@@ -12,10 +12,10 @@ from rich.table import Table
 from rich.text import Text
 
 from hpo.dispatch import WorkerPlan
-from hpo.spec import StudySpec
-from hpo.study import Snapshot
+from hpo.spec import StudySpec, describe_metrics
+from hpo.study import STATES, Snapshot, slot_line
 
-STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
+__all__ = ["STATES", "LiveProgress", "PlainProgress", "fmt_params", "fmt_values", "make_progress"]
 
 
 def fmt_params(params: dict[str, Any]) -> str:
@@ -79,7 +79,8 @@ class PlainProgress:
         if max_epochs is not None:
             limits.append(f"{max_epochs} epochs" + (" (no trial limit)" if budget is None else ""))
         self.console.print(
-            f"study {spec.name} on {storage}: budget {', '.join(limits)}, workers {devices}",
+            f"study {spec.name} on {storage}: {describe_metrics(spec.metrics)}, "
+            f"budget {', '.join(limits)}, workers {devices}",
             markup=False,
             highlight=False,
         )
@@ -220,7 +221,7 @@ class LiveProgress(PlainProgress):
         of whatever else is printed, and a line printed with ``markup=False`` would show it raw.
         """
         s = self.state
-        counts = " ".join(f"{k.lower()} {s.snap.counts.get(k, 0)}" for k in STATES)
+        counts = slot_line(s.snap.slots, s.budget, s.snap.retries, sep=" ")
         left = self.eta()
         eta = "" if left is None else f"  eta {left:.0f}s"
         head = Text.assemble(

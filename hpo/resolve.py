@@ -30,32 +30,46 @@ def flag(name: str) -> str:
 
 
 def resolve_spec(
-    spec: SpecLike, study_name: str | None = None, naming: Naming = keyword
+    spec: SpecLike,
+    study_name: str | None = None,
+    naming: Naming = keyword,
+    objective: str | None = None,
 ) -> tuple[StudySpec, str]:
-    """The validated spec and what to call its source in messages (the file, or ``spec``)."""
-    from pydantic import ValidationError
-
+    """The validated spec and what to call its source in messages (the file, or ``spec``);
+    ``study_name`` and ``objective`` (a reference) replace the spec's."""
     from hpo.spec import StudySpec, load_spec, spec_from_dict
 
+    if isinstance(spec, Mapping):
+        found = spec_from_dict({**spec, **({"objective": objective} if objective else {})})
+        return _renamed(found, study_name, naming), "spec"
     if isinstance(spec, StudySpec):
         found, source = spec, "spec"
-    elif isinstance(spec, Mapping):
-        found, source = spec_from_dict(spec), "spec"
     elif isinstance(spec, str | os.PathLike):
         found, source = load_spec(Path(spec)), str(spec)
     else:
         raise SpecError(
             f"spec: a {type(spec).__name__} is not a study file path, dict or StudySpec"
         )
-    if study_name:
-        try:
-            found = StudySpec.model_validate(
-                {**found.model_dump(exclude_unset=True), "name": study_name}
-            )
-        except ValidationError as exc:
-            message = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
-            raise SpecError(f"{naming('study_name')}: {message}") from None
-    return found, source
+    if objective:
+        found = _replaced(found, "objective", objective, "objective")
+    return _renamed(found, study_name, naming), source
+
+
+def _renamed(found: StudySpec, study_name: str | None, naming: Naming) -> StudySpec:
+    return _replaced(found, "name", study_name, naming("study_name")) if study_name else found
+
+
+def _replaced(found: StudySpec, key: str, value: str, who: str) -> StudySpec:
+    """``found`` with ``key`` set to ``value``, validated again; a SpecError names ``who``."""
+    from pydantic import ValidationError
+
+    from hpo.spec import StudySpec
+
+    try:
+        return StudySpec.model_validate({**found.model_dump(exclude_unset=True), key: value})
+    except ValidationError as exc:
+        message = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+        raise SpecError(f"{who}: {message}") from None
 
 
 def storage_url(

@@ -74,7 +74,9 @@ def test_not_a_terminal_prints_one_line_per_finished_trial() -> None:
         "trial 1 pruned value=0.2 [lr=0.02] w1 (pruned at epoch 1)",
         "trial 2 fail value=- [lr=0.3] w0 (non_finite_loss: loss became NaN)",
     ]
-    assert lines[0].startswith("study progress on sqlite:///x.db: budget 4 trials")
+    assert lines[0].startswith(
+        "study progress on sqlite:///x.db: metric val_accuracy (maximize), budget 4 trials"
+    )
     assert "worker 1 died (exit -9); restarted" in lines
     assert len(lines) == 5  # no line per epoch or per trial start
 

@@ -24,7 +24,7 @@ def test_validate_describes_the_study_in_one_line(tmp_path: Path) -> None:
 
     assert text == (
         f"{path}: ok: study 'tiny', random sampler, none pruner, 4 trials or 30 epochs, "
-        "1 parameters, cnn on digits"
+        "1 parameters, cnn on digits, metric val_accuracy (maximize)"
     )
 
 

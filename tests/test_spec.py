@@ -25,7 +25,7 @@ def _space(**params: object) -> dict[str, object]:
 BAD = [
     # (overrides or raw YAML, expected YAML path in the message, expected words)
     ({"colour": "red"}, "colour", "unknown key"),
-    ({"budget": {"n_trials": "many"}}, "budget.n_trials", "valid integer"),
+    ({"budget": {"n_trials": "many"}}, "budget.n_trials", "must be a valid integer"),
     ({"budget": {"n_trials": 0}}, "budget.n_trials", "greater than or equal to 1"),
     (_space(lr={"type": "float", "low": 0.5, "high": 0.1}), "space.lr", "greater than high"),
     (_space(lr={"type": "float", "low": 0.0, "high": 0.1, "log": True}), "space.lr", "low > 0"),
@@ -34,7 +34,12 @@ BAD = [
         "space.lr.lg",
         "unknown key",
     ),
-    (_space(lr={"type": "real", "low": 0.1, "high": 0.2}), "space.lr", "does not match"),
+    (
+        _space(lr={"type": "real", "low": 0.1, "high": 0.2}),
+        "space.lr.type",
+        "'real' is not a parameter type; one of float, int, categorical",
+    ),
+    (_space(lr={"low": 0.1}), "space.lr.type", "required: the parameter type, one of float"),
     (
         _space(batch_size={"type": "categorical", "choices": []}),
         "space.batch_size.choices",
@@ -52,7 +57,13 @@ BAD = [
         "greater than or equal to 1",
     ),
     ({"sampler": {"type": "grid"}}, "space.lr", "grid sampler needs `values`"),
-    ({"sampler": {"type": "annealing"}}, "sampler", "does not match any of the expected tags"),
+    (
+        {"sampler": {"type": "annealing"}},
+        "sampler.type",
+        "'annealing' is not a sampler type; one of tpe, random, grid, cmaes, gp, qmc, nsgaii",
+    ),
+    ({"sampler": {"seed": 1}}, "sampler.type", "required: the sampler type, one of tpe, random"),
+    ({"pruner": "asha"}, "pruner", "must be a mapping (key: value, ...), not 'asha'"),
     ({"pruner": {"type": "hyperband", "min_resource": 10}}, "pruner.min_resource", "greater than"),
     ({"train": {"model": "resnet999"}}, "train.model", "unknown model"),
     ({"train": {"dataset": "imagenet22k"}}, "train.dataset", "unknown dataset"),

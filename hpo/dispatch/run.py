@@ -9,9 +9,9 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from optuna.trial import TrialState
 
@@ -63,6 +63,7 @@ class RunOptions:
     logs_dir: Path = Path("hpo-logs")
     source: str = "spec"  # the spec's file name, for error messages
     artifacts: str | None = None  # --artifacts: checkpoints and best models
+    env: Mapping[str, str] = field(default_factory=dict)  # more for workers (hpo.spec.by_value)
     node: str = field(default_factory=lambda: os.environ.get(ENV_NODE) or socket.gethostname())
 
 
@@ -176,12 +177,8 @@ def run_study(spec: StudySpec, options: RunOptions, observer: Observer) -> RunRe
     _check_connections(handle, len(plans))
     timeout = options.timeout or spec.budget.timeout
     deadline = time.time() + timeout if timeout else None
-    ticker = Ticker(handle, spec, observer)
     first = FirstFailures(min(FIRST_FAILURES, budget or FIRST_FAILURES))
-
-    def on_event(event: dict[str, Any]) -> None:
-        ticker.event(observer, event)
-        first.watch(event, sup)
+    ticker = Ticker(handle, spec, observer, lambda event: first.watch(event, sup))
 
     sup = Supervisor(
         plans,
@@ -190,7 +187,7 @@ def run_study(spec: StudySpec, options: RunOptions, observer: Observer) -> RunRe
         options.node,
         deadline,
         options.logs_dir,
-        on_event,
+        ticker.put,
         on_exit=lambda pid, code: (
             None if ticker.lost else _release_orphans(handle, spec, options.node, pid, code, sup)
         ),
@@ -215,6 +212,7 @@ def _worker_env(spec: StudySpec, options: RunOptions) -> dict[str, str]:
     were imported from (beside the spec file, the working directory, ``PYTHONPATH``), so they
     import the same modules."""
     env = {ENV_ARTIFACTS: options.artifacts} if options.artifacts else {}
+    env.update(options.env)
     roots = [r for r in map(objective_root, spec.user_code) if r is not None]
     if roots:
         env[ENV_OBJECTIVE_PATH] = os.pathsep.join(dict.fromkeys(roots))

@@ -4,6 +4,7 @@ trials (on a timer), and the first trials' failures (a broken objective stops th
 from __future__ import annotations
 
 import logging
+import queue
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -82,20 +83,38 @@ class FirstFailures:
 
 
 class Ticker:
-    """The supervisor's periodic work: the progress display, and failing other nodes' trials
-    whose heartbeat lapsed (on a timer, so a dead node's trial is retried within about
-    ``grace_period`` even while this node's workers are busy with long trials).
+    """The supervisor's periodic work, on its main thread: the workers' events (printed
+    lines), the progress display, and failing other nodes' trials whose heartbeat lapsed (on
+    a timer, so a dead node's trial is retried within about ``grace_period`` even while this
+    node's workers are busy with long trials).
+
+    Workers' events arrive on reader threads and wait in a queue (the storage is not read
+    from those threads); each tick shows them, and when a trial started or finished among
+    them, re-reads the counts at once (a worker says so after its state is committed), so
+    the header changes with the lines printed above it.
 
     Once the storage has stayed unreachable past ``retry.storage_outage`` (``lost`` holds the
     error) the ticker stops calling it, so the node winds down within one outage limit.
     """
 
-    def __init__(self, handle: StudyHandle, spec: StudySpec, observer: Observer) -> None:
-        self.handle, self.observer, self.retry = handle, observer, spec.retry
+    def __init__(
+        self,
+        handle: StudyHandle,
+        spec: StudySpec,
+        observer: Observer,
+        watch: Callable[[dict[str, Any]], None] = lambda event: None,
+    ) -> None:
+        self.handle, self.observer, self.retry, self.watch = handle, observer, spec.retry, watch
         self.every, self.last, self.next_stale = 2.0, 0.0, 0.0
         self.lost: StorageError | None = None
+        self.events: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+
+    def put(self, event: dict[str, Any]) -> None:
+        """Take a worker's event (any thread); the next tick shows it."""
+        self.events.put(event)
 
     def __call__(self, force: bool = False) -> None:
+        force = self._drain() or force
         now = time.monotonic()
         if now >= self.next_stale:
             self.next_stale = now + self.retry.heartbeat_interval
@@ -108,12 +127,17 @@ class Ticker:
                 "progress not refreshed",
             )
 
-    def event(self, observer: Observer, event: dict[str, Any]) -> None:
-        """Pass a worker's event on; a finished trial refreshes the counts at the next tick, so
-        the header never lags the trial lines by more than one tick."""
-        observer.event(event)
-        if event.get("event") == "trial_end":
-            self.last = 0.0
+    def _drain(self) -> bool:
+        """Show the queued events; whether a trial started or finished among them."""
+        moved = False
+        while True:
+            try:
+                event = self.events.get_nowait()
+            except queue.Empty:
+                return moved
+            self.observer.event(event)
+            self.watch(event)
+            moved = moved or event.get("event") in ("trial_start", "trial_end")
 
     def _guarded(self, work: Callable[[], object], what: str) -> None:
         if self.lost is not None:

@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo.insight.export import write_trials
 from hpo.insight.plots import plotly_figure, plots_for, save_png, skip_reason
-from hpo.keys import ATTR_WARM
+from hpo.keys import ATTR_OBJECTIVE, ATTR_WARM
 from hpo.study import (
     ATTR_DESCRIPTION,
     ATTR_NODES,
@@ -30,6 +30,7 @@ from hpo.study import (
     own_front,
     system_attrs,
 )
+from hpo.trainer import TrainConfig
 
 
 @dataclass
@@ -69,37 +70,60 @@ def write_report(study: optuna.Study, directory: Path, storage: str = "") -> Rep
         report.files.append(save_png(plot, study, names, directory / f"{plot.name}.png"))
     page = _page(study, trials, attrs, names, storage, sections)
     report.files.insert(0, _write(directory / "report.html", page))
+    hint = _params_hint(attrs, trials)
     if len(names) > 1:
         if _front(study):
-            report.files.append(_write(directory / "pareto_front.yaml", pareto_yaml(study, names)))
+            front = pareto_yaml(study, names, hint)
+            report.files.append(_write(directory / "pareto_front.yaml", front))
     elif (best := _best(study)) is not None:
-        report.files.append(
-            _write(directory / "best_params.yaml", best_params_yaml(study, best, names[0]))
-        )
+        best_yaml = best_params_yaml(study, best, names[0], hint)
+        report.files.append(_write(directory / "best_params.yaml", best_yaml))
     with open(directory / "trials.csv", "w", newline="") as stream:
         write_trials(study, stream, "csv")
     report.files.append(directory / "trials.csv")
     return report
 
 
-def best_params_yaml(study: optuna.Study, best: FrozenTrial, metric: str) -> str:
-    """The best trial's parameters as YAML, with a comment saying where they come from."""
+#: Where a trainer study's best params go, and a custom objective's.
+TRAIN_HINT = "these values go under the spec's `train:` (or replace the `space:` entries)"
+OBJECTIVE_HINT = (
+    "the params {objective} is called with (`params`, or `trial.params`); "
+    "`warm_start: {{from: <this file>}}` runs them first in a new study"
+)
+
+
+def _params_hint(attrs: dict[str, Any], trials: list[FrozenTrial]) -> str:
+    """What to do with the best params: the trainer's go under ``train:``, a custom
+    objective's are its arguments. A study from before hpo recorded its objective is told by
+    its params: all of them ``train:`` keys, or not."""
+    objective = attrs.get(ATTR_OBJECTIVE)
+    if objective is None:
+        names = {name for t in trials for name in t.params}
+        objective = "" if names <= set(TrainConfig.model_fields) else "your objective"
+    return OBJECTIVE_HINT.format(objective=objective) if objective else TRAIN_HINT
+
+
+def best_params_yaml(
+    study: optuna.Study, best: FrozenTrial, metric: str, hint: str = TRAIN_HINT
+) -> str:
+    """The best trial's parameters as YAML, with a comment saying where they come from and
+    where they go (``hint``)."""
     head = (
         f"# best trial of study {study.study_name}: trial {best.number}, "
         f"{metric} = {best.value:.6g} ({study.direction.name.lower()})\n"
-        "# these values go under the spec's `train:` (or replace the `space:` entries)\n"
+        f"# {hint}\n"
     )
     return head + yaml.safe_dump(dict(best.params), sort_keys=False)
 
 
-def pareto_yaml(study: optuna.Study, names: list[str]) -> str:
+def pareto_yaml(study: optuna.Study, names: list[str], hint: str = TRAIN_HINT) -> str:
     """The Pareto-optimal trials (values by metric, parameters) as YAML, with a comment."""
     directions = ", ".join(
         f"{n} ({d.name.lower()})" for n, d in zip(names, study.directions, strict=True)
     )
     head = (
         f"# Pareto front of study {study.study_name}: {directions}\n"
-        "# no other trial is better on every metric; pick one, its params go under `train:`\n"
+        f"# no other trial is better on every metric; pick one: {hint}\n"
     )
     front = [
         {

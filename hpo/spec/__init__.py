@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from hpo.spec.load import load_spec, spec_from_dict
+from hpo.spec.metric import MetricSpec, describe_metrics
 from hpo.spec.objective import (
     ENV_OBJECTIVE_PATH,
     ObjectiveForm,
@@ -31,7 +32,6 @@ from hpo.spec.study import (
     ArtifactSpec,
     BudgetSpec,
     LoggingSpec,
-    MetricSpec,
     RetrySpec,
     StudySpec,
     WarmStartSpec,
@@ -40,6 +40,7 @@ from hpo.spec.usercode import trial_config
 from hpo.trainer import TrainConfig
 
 __all__ = [
+    "describe_metrics",
     "normalize_storage_url",
     "SAMPLER_EXTRAS",
     "ENV_OBJECTIVE_PATH",

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
 from pydantic import ValidationError
 
-from hpo.errors import SpecError
+from hpo.errors import SpecError, plain_words
 from hpo.spec.base import LocatedError
-from hpo.spec.study import METRIC_TAGS, StudySpec
+from hpo.spec.metric import METRIC_TAGS
+from hpo.spec.search import Pruner, Sampler
+from hpo.spec.space import Param
+from hpo.spec.study import StudySpec
 
 #: Validation problems printed one by one; the rest are counted (a file of typos stays readable).
 SHOWN_ERRORS = 5
@@ -25,6 +28,10 @@ def load_spec(path: str | Path) -> StudySpec:
             message names the file, the line and the YAML path of each problem.
     """
     path = Path(path)
+    if path.is_dir():
+        found = sorted(p.name for p in path.iterdir() if p.suffix in (".yaml", ".yml"))
+        listed = f"study files there: {', '.join(found[:5])}" if found else "it holds no .yaml file"
+        raise SpecError(f"{path}: a directory, not a study file ({listed})")
     if not path.is_file():
         raise SpecError(f"{path}: no such study file")
     root, data = _parse(path)
@@ -111,12 +118,45 @@ def _describe(path: str, root: yaml.Node | None, data: Any, err: Any) -> str:
     if isinstance(cause, LocatedError):
         loc += cause.loc
     keys = _yaml_path(data, loc)
+    msg = _plain(err, msg, keys)
+    if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        keys.append("type")  # the problem is the `type:` key (or its absence)
     line = _line(root, keys)
     where = f"{path}:{line}" if line else str(path)
     dotted = ".".join(str(k) for k in keys) or "(top level)"
-    if err["type"] == "extra_forbidden":
-        msg = "unknown key"
     return f"{where}: {dotted}: {msg}"
+
+
+def _plain(err: Any, msg: str, keys: list[Any]) -> str:
+    """pydantic's message in hpo's words: a discriminated union's (``sampler``, ``pruner``,
+    a parameter of ``space``) names the allowed types; ``Input should be X`` is ``must be X``
+    and says what it got."""
+    kind, given = err["type"], err.get("input")
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required"
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        noun = "parameter" if keys[:1] == ["space"] else str(keys[-1]) if keys else "value"
+        tags = ", ".join(_union_tags(keys))
+        if kind == "union_tag_not_found":
+            return f"required: the {noun} type, one of {tags}"
+        return f"{err['ctx']['tag']!r} is not a {noun} type; one of {tags}"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"must be a mapping (key: value, ...), not {given!r}"
+    msg = plain_words(msg)
+    if msg.startswith("must be") and isinstance(given, str | int | float | bool):
+        msg += f" (got {given!r})"
+    return msg
+
+
+def _union_tags(keys: list[Any]) -> list[str]:
+    """The ``type:`` values allowed where ``keys`` points (a sampler, a pruner, a parameter)."""
+    union = {"sampler": Sampler, "pruner": Pruner}.get(keys[0]) if keys else None
+    if keys[:1] == ["space"]:
+        union = Param
+    members = get_args(get_args(union)[0]) if union is not None else ()
+    return [tag for m in members for tag in get_args(m.model_fields["type"].annotation)]
 
 
 def _yaml_path(data: Any, loc: tuple[Any, ...]) -> list[Any]:

@@ -16,6 +16,15 @@ from hpo.userfn import import_ref
 #: ``trial``: Optuna's ``fn(trial)``; ``params``: hpo's ``fn(params, report)``.
 ObjectiveForm = Literal["trial", "params"]
 
+#: Objectives handed over as functions (``hpo.run(spec, objective=fn)``), by reference: found
+#: here before any import (in ``hpo.run``'s process, and in a worker once it unpickled them).
+_GIVEN: dict[str, Callable[..., Any]] = {}
+
+
+def give_objective(ref: str, func: Callable[..., Any]) -> None:
+    """Make ``ref`` name ``func`` in this process, whatever module it came from."""
+    _GIVEN[ref] = func
+
 
 def objective_dirs(spec_dir: str | Path | None = None) -> list[str]:
     """Where ``objective:`` modules are found before ``sys.path``: the spec file's directory,
@@ -32,14 +41,34 @@ def load_objective(ref: str, dirs: Sequence[str] = ()) -> Any:
     ``dirs`` go to the front of ``sys.path`` first, in order (as ``python script.py`` puts the
     script's directory there), so a module beside the spec file needs no ``PYTHONPATH``.
 
+    A function given to ``hpo.run`` (:func:`give_objective`) is returned as it is.
+
     Raises:
         LocatedError: at ``objective``: a malformed reference, an import that fails, no such
-            callable, a module that raises while importing.
+            callable, a module that raises while importing, a module that worker processes
+            cannot import (``__main__``, no file).
     """
+    if ref in _GIVEN:
+        return _GIVEN[ref]
+    module_name, _, attr = ref.partition(":")
+    if module_name == "__main__":
+        raise _at(
+            ("objective",),
+            f"{ref!r} is defined in a notebook or script, which worker processes cannot "
+            f"import: pass the function itself, hpo.run(spec, objective={attr}), or move it "
+            "to a .py file",
+        )
     try:
-        return import_ref(ref, dirs)
+        func = import_ref(ref, dirs)
     except ValueError as exc:
         raise _at(("objective",), str(exc)) from None
+    if not getattr(sys.modules.get(module_name), "__file__", None):
+        raise _at(
+            ("objective",),
+            f"module {module_name!r} has no file, so worker processes cannot import it: pass "
+            f"the function itself, hpo.run(spec, objective={attr})",
+        )
+    return func
 
 
 def objective_root(ref: str) -> str | None:

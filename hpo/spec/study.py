@@ -6,13 +6,11 @@ import importlib
 import importlib.util
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import (
     ConfigDict,
-    Discriminator,
     Field,
-    Tag,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -22,6 +20,7 @@ from pydantic import (
 from hpo import board
 from hpo.errors import SpecError
 from hpo.spec.base import _at, _Frozen
+from hpo.spec.metric import Metrics, MetricSpec, metric_shorthand
 from hpo.spec.objective import load_objective, objective_dirs, objective_form
 from hpo.spec.search import (
     SAMPLER_EXTRAS,
@@ -38,28 +37,6 @@ from hpo.spec.space import Param, grid_points, ordered, unreachable_conditions
 from hpo.spec.storage_url import normalize_storage_url
 from hpo.spec.usercode import check_own_parameters, check_user_code, user_refs
 from hpo.trainer import METRICS, TrainConfig
-
-
-class MetricSpec(_Frozen):
-    """The value a trial reports each epoch and the study optimises."""
-
-    name: str = Field("val_accuracy", description="a metric the trainer (or objective) reports")
-    direction: Literal["maximize", "minimize"] = "maximize"
-
-
-def _metric_form(value: Any) -> str:
-    """The tag of ``metric:``'s form: a list, or anything else (a mapping, or an error)."""
-    return METRIC_TAGS[1] if isinstance(value, list | tuple) else METRIC_TAGS[0]
-
-
-#: ``metric:`` is one metric (a mapping) or several (a list: a multi-objective study); the
-#: union's tags appear in pydantic's error locations (hpo.spec.load leaves them out).
-METRIC_TAGS = ("metric-one", "metric-list")
-Metrics = Annotated[
-    Annotated[MetricSpec, Tag(METRIC_TAGS[0])]
-    | Annotated[tuple[MetricSpec, ...], Tag(METRIC_TAGS[1]), Field(min_length=1)],
-    Discriminator(_metric_form),
-]
 
 
 class BudgetSpec(_Frozen):
@@ -206,7 +183,9 @@ class StudySpec(_Frozen):
     @model_validator(mode="before")
     @classmethod
     def _unpruned_by_default(cls, data: Any) -> Any:
-        """Optuna prunes single-objective studies only: a list of metrics defaults to no pruner."""
+        """``direction:``/``directions:`` become ``metric:`` (see hpo.spec.metric); Optuna
+        prunes single-objective studies only: a list of metrics defaults to no pruner."""
+        data = metric_shorthand(data)
         metric = data.get("metric") if isinstance(data, dict) else None
         if isinstance(metric, list | tuple) and len(metric) > 1 and "pruner" not in data:
             return {**data, "pruner": {"type": "none"}}

@@ -65,9 +65,19 @@ from hpo.study.storage.connect import (
     study_lock,
 )
 from hpo.study.storage.proxy import serve as serve_proxy
-from hpo.study.summary import Snapshot, own_best, own_front, slot_counts, snapshot
+from hpo.study.summary import (
+    STATES,
+    Snapshot,
+    own_best,
+    own_front,
+    slot_counts,
+    slot_line,
+    snapshot,
+)
 
 __all__ = [
+    "STATES",
+    "slot_line",
     "FAILED_TRIAL",
     "check_warm_start",
     "serve_proxy",

@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from hpo.errors import StorageError, StudyConflictError
-from hpo.keys import ATTR_DESCRIPTION, ATTR_METRIC, ATTR_SPACE, ATTR_WORKERS
+from hpo.keys import ATTR_DESCRIPTION, ATTR_METRIC, ATTR_OBJECTIVE, ATTR_SPACE, ATTR_WORKERS
 from hpo.spec import StudySpec
 from hpo.study._optuna import storage_of, study_id_of
 from hpo.study._optuna.sql_writes import UpsertWrites
@@ -119,7 +119,8 @@ def prepare(
             load_if_exists=True,
         )
         if study_id is None:
-            for key, value in {**_fingerprint(spec), ATTR_DESCRIPTION: spec.description}.items():
+            recorded = {ATTR_DESCRIPTION: spec.description, ATTR_OBJECTIVE: spec.objective or ""}
+            for key, value in {**_fingerprint(spec), **recorded}.items():
                 storage.set_study_system_attr(study_id_of(study), key, value)
         if study.metric_names is None:  # new, or created by an hpo that did not name it
             with warnings.catch_warnings():

@@ -21,7 +21,7 @@ from typing import Any
 import optuna
 
 from hpo.keys import ATTR_NODES
-from hpo.spec import AshaSpec, HyperbandSpec, StudySpec
+from hpo.spec import AshaSpec, HyperbandSpec, StudySpec, describe_metrics
 from hpo.study._optuna import study_id_of
 from hpo.study.handle import ATTR_DESCRIPTION, StudyHandle
 from hpo.study.storage.connect import redact, study_lock
@@ -62,9 +62,8 @@ def describe_setup(spec: StudySpec, budget: int | None, max_epochs: int | None =
         limits.append(f"{max_epochs} epochs")
     if spec.budget.timeout:
         limits.append(f"{spec.budget.timeout:g} s")
-    metrics = ", ".join(f"{m.name} ({m.direction})" for m in spec.metrics)
-    metric = "metrics" if spec.multi_objective else "metric"
-    line = f"**Search:** {sampler}, {pruner}; budget {', '.join(limits)}; {metric} {metrics}"
+    line = f"**Search:** {sampler}, {pruner}; budget {', '.join(limits)}; "
+    line += describe_metrics(spec.metrics)
     warm = spec.warm_start
     if warm is not None:
         source = f"study `{warm.study}`" if warm.study else f"`{Path(str(warm.from_)).name}`"

@@ -9,11 +9,30 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.keys import ATTR_BUDGET
 from hpo.study._optuna import FAILED_TRIAL, backend_of, storage_of, study_id_of
 from hpo.study.claims.budget import is_warm
 from hpo.study.claims.epochs import EpochCount, epoch_count
 from hpo.study.search.ranking import pareto_front
 from hpo.study.search.warm import history_count
+
+#: Budget slots' states, in the order every count is shown (live header, run summary, status).
+STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
+
+
+def slot_line(slots: dict[str, int], budget: int | None, retries: int = 0, sep: str = "  ") -> str:
+    """``complete 4  pruned 0  fail 0  running 0  waiting 0  (1 retry)``: budget slots by
+    state, the one count the live header, ``hpo run``'s summary and ``hpo status`` show. With
+    a trial budget, ``waiting`` is every slot not started yet (queued or not yet created), so
+    the counts add up to the budget; a retried failure counts once, as its retry."""
+    shown = dict(slots)
+    if budget is not None:
+        started = sum(shown.get(s, 0) for s in STATES[:4])
+        shown["WAITING"] = max(shown.get("WAITING", 0), budget - started)
+    line = sep.join(f"{s.lower()} {shown.get(s, 0)}" for s in STATES)
+    if retries:
+        line += f"{sep}({retries} {'retry' if retries == 1 else 'retries'})"
+    return line
 
 
 @dataclass(frozen=True)
@@ -32,6 +51,15 @@ class Snapshot:
     epochs: EpochCount | None = None
     #: Warm-start history (an earlier study's results): in the storage, not in ``counts``.
     warm: int = 0
+    #: The study's trial budget (None: no trial limit, 0: unknown, as a study hpo never ran).
+    budget: int | None = 0
+
+    @property
+    def slots(self) -> dict[str, int]:
+        """Budget slots by state: each retry replaced one failed trial, which is no slot."""
+        slots = dict(self.counts)
+        slots["FAIL"] = max(0, slots.get("FAIL", 0) - self.retries)
+        return slots
 
     @property
     def finished(self) -> int:
@@ -54,25 +82,25 @@ def snapshot(study: optuna.Study) -> Snapshot:
     left out of both: it is an earlier study's result, not this one's."""
     storage = storage_of(study)
     counts = {s.name: storage.get_n_trials(study_id_of(study), state=s) for s in TrialState}
-    warm = history_count(storage.get_study_system_attrs(study_id_of(study)))
+    attrs = storage.get_study_system_attrs(study_id_of(study))
+    warm = history_count(attrs)
+    budget = attrs.get(ATTR_BUDGET, 0)
     counts["COMPLETE"] = max(0, counts["COMPLETE"] - warm)  # history is all COMPLETE
     retries, epochs = _retries(study), epoch_count(study)
+    common: dict[str, Any] = {
+        "retries": retries,
+        "warm": warm,
+        "epochs": epochs,
+        "budget": None if budget is None else int(budget),
+    }
     if len(study.directions) > 1:
         front = own_front(study, warm)
         found = tuple((t.number, tuple(t.values), dict(t.params)) for t in front)
-        return Snapshot(counts, front=found, retries=retries, warm=warm, epochs=epochs)
+        return Snapshot(counts, front=found, **common)
     best = own_best(study, warm)
     if best is None:  # no completed trial yet
-        return Snapshot(counts, retries=retries, warm=warm, epochs=epochs)
-    return Snapshot(
-        counts,
-        best.value,
-        dict(best.params),
-        best.number,
-        retries=retries,
-        warm=warm,
-        epochs=epochs,
-    )
+        return Snapshot(counts, **common)
+    return Snapshot(counts, best.value, dict(best.params), best.number, **common)
 
 
 def _warm(study: optuna.Study, warm: int | None) -> int:

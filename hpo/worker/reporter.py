@@ -170,7 +170,7 @@ class TrialReporter:
             return  # the run is complete: pruning now would save nothing and lose the result
         if self.trial.should_prune():
             raise optuna.TrialPruned(
-                f"pruned at epoch {step} ({self.spec.metrics[0].name}={value:.4g})"
+                f"pruned at epoch {step}, {self.spec.metrics[0].name}={value:.4g}"
             )
 
     def on_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
