@@ -197,16 +197,16 @@ def start(
 ) -> RunOutcome:
     """:func:`run` with any progress observer and option naming (what ``hpo run`` calls)."""
     from hpo.dispatch import RunOptions, run_study
-    from hpo.spec.by_value import ENV_OBJECTIVE_FILE, check, shipped
+    from hpo.spec import by_value
     from hpo.study import redact
 
     overrides.check(naming)
     spec, objective = _given(spec, objective)
-    with shipped(objective) as (ref, env):
+    with by_value.shipped(objective) as (ref, env):
         study_spec, source = resolve_spec(spec, overrides.study_name, naming, ref)
         url = storage_url(overrides.storage, study_spec.storage, source, naming)
-        if ref and ENV_OBJECTIVE_FILE in env:  # before the study: a worker must load it
-            check(Path(env[ENV_OBJECTIVE_FILE]), ref, env)
+        if ref and by_value.ENV_OBJECTIVE_FILE in env:  # before the study: workers load it
+            by_value.check(Path(env[by_value.ENV_OBJECTIVE_FILE]), ref, env)
         options = RunOptions(
             storage_url=url,
             n_trials=overrides.n_trials,

@@ -21,7 +21,7 @@ from hpo import console_log
 from hpo.errors import HpoError, SpecError, StorageError
 from hpo.keys import ATTR_FAIL_REASON
 from hpo.progress import fmt_params, fmt_values, make_progress
-from hpo.study.summary import slot_line
+from hpo.study import slot_line
 from hpo.view import Best, ParetoTrial
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hpo.spec import by_value
 from hpo.spec.load import load_spec, spec_from_dict
 from hpo.spec.metric import MetricSpec, describe_metrics
 from hpo.spec.objective import (
@@ -40,6 +41,7 @@ from hpo.spec.usercode import trial_config
 from hpo.trainer import TrainConfig
 
 __all__ = [
+    "by_value",
     "describe_metrics",
     "normalize_storage_url",
     "SAMPLER_EXTRAS",

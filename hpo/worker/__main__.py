@@ -13,9 +13,7 @@ from typing import Any
 
 from hpo.errors import HpoError
 from hpo.keys import ENV_ARTIFACTS, ENV_THREADS
-from hpo.spec import StudySpec
-from hpo.spec.by_value import ENV_OBJECTIVE_FILE
-from hpo.spec.by_value import load as load_objective_file
+from hpo.spec import StudySpec, by_value
 from hpo.study import ENV_STORAGE, quiet_optuna
 from hpo.worker.serve import WorkerContext, run_worker
 
@@ -52,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         format=f"%(asctime)s w{args.index} %(levelname)s %(name)s: %(message)s",
     )
     quiet_optuna()
-    if os.environ.get(ENV_OBJECTIVE_FILE):  # a function given to hpo.run, by value
-        load_objective_file(os.environ[ENV_OBJECTIVE_FILE])
+    if os.environ.get(by_value.ENV_OBJECTIVE_FILE):  # a function given to hpo.run, by value
+        by_value.load(os.environ[by_value.ENV_OBJECTIVE_FILE])
     spec = StudySpec.model_validate_json(sys.stdin.read())
     if args.threads:
         _set_threads(args.threads, spec)
