@@ -29,6 +29,20 @@ def pythonpath(*dirs: str | Path) -> str:
     return os.pathsep.join(paths)
 
 
+def importable_module(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, source: str
+) -> Path:
+    """``name`` (``source``) in ``tmp_path``, importable here (spec validation) and in worker
+    processes (they inherit os.environ, with this checkout's hpo on their path too); the working
+    directory is ``tmp_path`` and HPO_STORAGE unset."""
+    (tmp_path / f"{name}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", pythonpath(tmp_path))
+    monkeypatch.delenv("HPO_STORAGE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
 def tiny_spec(name: str = "tiny", **overrides: Any) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "name": name,

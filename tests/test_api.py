@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from typing import Any
 import optuna
 import pytest
 import yaml
-from conftest import tiny_spec
+from conftest import importable_module, tiny_spec
 from optuna.trial import TrialState
 
 import hpo
@@ -43,13 +42,7 @@ def custom_spec(name: str = "api", n_trials: int = 3) -> dict[str, Any]:
 def objective_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """``apiobj`` importable here (spec validation) and in the workers (they inherit
     os.environ); the workers also need this checkout's hpo first on their path."""
-    (tmp_path / "apiobj.py").write_text(OBJECTIVE)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    paths = [str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
-    monkeypatch.delenv("HPO_STORAGE", raising=False)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+    return importable_module(tmp_path, monkeypatch, "apiobj", OBJECTIVE)
 
 
 def test_import_hpo_is_cheap() -> None:

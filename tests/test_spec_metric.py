@@ -4,12 +4,11 @@ shorthand, and the metric and direction shown before anything runs."""
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import tiny_spec
+from conftest import importable_module, tiny_spec
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -27,13 +26,7 @@ QUAD = "def objective(params, report):\n    return (params['x'] - 2) ** 2\n"
 @pytest.fixture
 def quad(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """``quadobj:objective``, ``(x - 2) ** 2``, importable here and in workers."""
-    (tmp_path / "quadobj.py").write_text(QUAD)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    paths = [str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
-    monkeypatch.delenv("HPO_STORAGE", raising=False)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+    return importable_module(tmp_path, monkeypatch, "quadobj", QUAD)
 
 
 def _quad(**extra: Any) -> dict[str, Any]:
