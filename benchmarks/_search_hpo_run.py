@@ -40,13 +40,17 @@ def _reached(lines: list[list[str]], target: float, task: type[Task]) -> int | N
     return None
 
 
-def hpo_run(task: type[Task], seed: int, workers: int, cap: int, target: float) -> Outcome:
+def hpo_run(
+    task: type[Task], seed: int, workers: int, cap: int, target: float, kind: str = "hpo"
+) -> Outcome:
+    """One ``hpo run`` of ``kind``: 'hpo' (the default search: the spec names no pruner, only
+    its max_resource) or 'random' (random search without pruning)."""
     with tempfile.TemporaryDirectory() as tmp:
         spec = {
-            "name": f"bench-{task.name}-{seed}",
+            "name": f"bench-{task.name}-{kind}-{seed}",
             "objective": "_search_objective:objective",
             "metric": metric_spec(task),
-            "sampler": {"type": "tpe", "seed": seed},
+            "sampler": {"type": "tpe" if kind == "hpo" else "random", "seed": seed},
             "budget": {"max_epochs_total": cap},
             "space": hpo_space(task),
             "artifacts": {"checkpoints": False},
@@ -55,6 +59,8 @@ def hpo_run(task: type[Task], seed: int, workers: int, cap: int, target: float) 
 
         default = StudySpec.model_fields["pruner"].default.type
         spec["pruner"] = {"type": default, "max_resource": task.max_epochs}
+        if kind == "random":
+            spec["pruner"] = {"type": "none"}
         path = Path(tmp) / "study.yaml"
         # In the task's order: hpo suggests parameters in the spec's order, and a sorted YAML
         # would give each seed another random stream than the simulation's.

@@ -72,12 +72,14 @@ class Task:
     maximize = True
     about = ""  # one line for --list-tasks --verbose and BENCHMARKS.md
 
-    def best(self, values: list[float]) -> float:
+    @classmethod
+    def best(cls, values: list[float]) -> float:
         """The best of ``values`` in the task's direction."""
-        return max(values) if self.maximize else min(values)
+        return max(values) if cls.maximize else min(values)
 
-    def reaches(self, value: float, target: float) -> bool:
-        return value >= target if self.maximize else value <= target
+    @classmethod
+    def reaches(cls, value: float, target: float) -> bool:
+        return value >= target if cls.maximize else value <= target
 
     def __init__(self) -> None:
         self._curves: dict[str, Curve] = {}

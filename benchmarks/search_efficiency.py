@@ -114,6 +114,13 @@ def _quartiles(values: list[float]) -> list[float | None]:
     return [None if v == float("inf") else round(v, 1) for v in q]
 
 
+def _ratio(outcomes: list[Outcome], reference: float, workers: int) -> float | None:
+    inf = float("inf")
+    clock = [(o.ticks_to_target if workers > 1 else o.epochs_to_target) or inf for o in outcomes]
+    median = statistics.median(clock)
+    return None if median == inf else round(median / reference, 3)
+
+
 def summarize(outcomes: list[Outcome], reference: float, workers: int) -> dict[str, Any]:
     inf = float("inf")
     epochs = [o.epochs_to_target if o.epochs_to_target else inf for o in outcomes]
@@ -181,13 +188,22 @@ def run_task(
                 file=sys.stderr,
                 flush=True,
             )
-        if args.hpo_run:
+        kinds = sorted(filter(None, args.hpo_run.split(",")), key=lambda k: k != "random")
+        run_reference: float | None = None
+        for kind in kinds:
             started = time.perf_counter()
-            outcomes = [hpo_run(task, s, workers, cap, target) for s in seeds]
-            rows["hpo run"] = summarize(outcomes, reference, workers)
-            rows["hpo run"]["run_seconds"] = round(time.perf_counter() - started, 1)
+            runs = seeds[: args.hpo_run_seeds or None]
+            outcomes = [hpo_run(task, s, workers, cap, target, kind) for s in runs]
+            name = f"hpo run: {kind}"
+            if kind == "random":  # random search through hpo run: the wall-clock reference
+                ticks = [o.ticks_to_target if workers > 1 else o.epochs_to_target for o in outcomes]
+                run_reference = statistics.median([t or cap for t in ticks])
+            rows[name] = summarize(outcomes, reference, workers)  # type: ignore[arg-type]
+            if run_reference is not None:
+                rows[name]["ratio_vs_random_hpo_run"] = _ratio(outcomes, run_reference, workers)
+            rows[name]["run_seconds"] = round(time.perf_counter() - started, 1)
             print(
-                f"  {task.name} w={workers} hpo run: {rows['hpo run']['ratio_vs_random']}",
+                f"  {task.name} w={workers} {name}: {rows[name]['ratio_vs_random']}",
                 file=sys.stderr,
                 flush=True,
             )
@@ -212,7 +228,13 @@ def main() -> None:
     )
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 1, help="in parallel")
     parser.add_argument(
-        "--hpo-run", action="store_true", help="also hpo's default through `hpo run` itself"
+        "--hpo-run",
+        default="",
+        help="also through `hpo run` itself: 'hpo' (the default search), 'random' (random "
+        "search, no pruning: the reference for wall-clock), comma-separated; random first",
+    )
+    parser.add_argument(
+        "--hpo-run-seeds", type=int, default=0, help="seeds for --hpo-run (default: --seeds)"
     )
     args = parser.parse_args()
     if args.list_tasks:
