@@ -113,7 +113,7 @@ SPECS: dict[str, TableSpec] = {
             fixed=(("batch_size", 64),),
         ),
         TableSpec(
-            "slow_sgd", _slow, 40, points=96, cosine=False,
+            "slow_sgd", _slow, 40, points=64, cosine=False,
             space=(
                 Param("lr", "float", 1e-4, 0.3, log=True), Param("momentum", "float", 0.0, 0.99),
                 Param("batch_size", "cat", choices=("16", "64", "256")),
