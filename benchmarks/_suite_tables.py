@@ -8,6 +8,7 @@ and seconds, as ``_digits_table.py`` does for the digits CNN. Training is one to
 seeded, so a table is reproducible up to floating point.
 
     nice -n 15 python benchmarks/_suite_tables.py cls_mlp     # or: all (about 10 min, one core)
+    python benchmarks/_suite_tables.py all --stats            # how early epochs predict the end
 """
 
 from __future__ import annotations
@@ -244,11 +245,41 @@ def build(name: str) -> Path:
     return spec.path
 
 
+def stats(name: str) -> dict[str, float]:
+    """How early epochs predict the end in a recorded table: Spearman rank correlation of the
+    metric at epochs 1 and 4 with each curve's best, and the mean change from one epoch to the
+    next over the first 5 and the last 5 epochs (noise)."""
+    spec = SPECS[name]
+    rows = json.loads(spec.path.read_text())["rows"]
+    values = torch.tensor([row["values"] for row in rows])
+    sign = -1.0 if spec.metric == "val_loss" else 1.0
+    best = (sign * values).max(1).values
+
+    def rank(x: torch.Tensor) -> torch.Tensor:
+        return x.argsort().argsort().float()
+
+    def spearman(x: torch.Tensor) -> float:
+        return round(float(torch.corrcoef(torch.stack([rank(x), rank(best)]))[0, 1]), 3)
+
+    steps = (values[:, 1:] - values[:, :-1]).abs()
+    return {
+        "spearman_epoch1_best": spearman(sign * values[:, 0]),
+        "spearman_epoch4_best": spearman(sign * values[:, 3]),
+        "mean_step_first5": round(float(steps[:, :5].mean()), 4),
+        "mean_step_last5": round(float(steps[:, -5:].mean()), 4),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("task", help=f"one of {sorted(SPECS)} or 'all'")
+    parser.add_argument("--stats", action="store_true", help="describe the recorded table(s)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.stats:
+        for name in sorted(SPECS) if args.task == "all" else [args.task]:
+            print(name, json.dumps(stats(name)))
+        return
     for name in sorted(SPECS) if args.task == "all" else [args.task]:
         started = time.perf_counter()
         path = build(name)
