@@ -99,7 +99,7 @@ TASKS: dict[str, type[Task]] = {
         "MLP on make_classification (4 classes), 7 hyperparameters, conditional momentum",
     ),
     "slow_sgd": _table_task(
-        "slow_sgd", "SGD at a constant lr, 40 epochs: fast starters stall, small lr ends best"
+        "slow_sgd", "plain SGD at a constant lr, 40 epochs: epoch 1 predicts the end least"
     ),
     "cancer_noisy": _table_task(
         "cancer_noisy",
