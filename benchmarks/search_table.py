@@ -3,7 +3,8 @@ summary of every method's ratio per task with the geometric mean over the suite.
 
     python benchmarks/search_table.py report.json [more.json ...] [--methods a,b] [--summary]
 
-Reports are merged task by task (a later file's task replaces an earlier one's). A median that
+Reports are merged task by task: a later file's rows join an earlier one's of the same target
+(its methods added or replaced), a task with another target replaces it. A median that
 was never reached (more than half the seeds missed the target within the cap) counts as the
 cap in the geometric mean, a bound in the method's favour, and is printed as ``>ratio``.
 """
@@ -25,8 +26,16 @@ def load(paths: list[str]) -> dict[str, Any]:
         report = json.loads(text[text.index("{") : text.rindex("}") + 1])
         for name, task in report["tasks"].items():
             task["cap"] = 2 * report["budget_epochs"]
-            tasks[name] = task
+            if name in tasks and _target(tasks[name]) == _target(task):
+                for workers, rows in task["workers"].items():  # same target: methods added
+                    tasks[name]["workers"].setdefault(workers, {}).update(rows)
+            else:
+                tasks[name] = task
     return tasks
+
+
+def _target(task: dict[str, Any]) -> float:
+    return next(v for k, v in task.items() if k.startswith("target_"))
 
 
 def ratio(row: dict[str, Any], task: dict[str, Any], workers: str) -> tuple[float, bool]:
@@ -49,7 +58,7 @@ def _q(values: list[float | None]) -> str:
 def task_tables(tasks: dict[str, Any], methods: list[str] | None) -> list[str]:
     out = []
     for name, task in tasks.items():
-        target = next(v for k, v in task.items() if k.startswith("target_"))
+        target = _target(task)
         out.append(f"\n**{name}** (target {task['metric']} {target}, {task['direction']}):\n")
         out.append(
             "| method | workers | reached | epochs to target q1 / median / q3 "
