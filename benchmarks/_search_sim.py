@@ -32,6 +32,7 @@ class Outcome:
     epochs_to_target: int | None = None  # epochs trained when the target was first reached
     ticks_to_target: int | None = None  # wall-clock epochs (ticks) at that point
     seconds_to_target: float | None = None
+    busiest_worker_epochs: int | None = None  # hpo run: the most one worker trained by then
 
 
 def simulate(

@@ -126,6 +126,7 @@ def summarize(outcomes: list[Outcome], reference: float, workers: int) -> dict[s
     epochs = [o.epochs_to_target if o.epochs_to_target else inf for o in outcomes]
     ticks = [o.ticks_to_target if o.ticks_to_target else inf for o in outcomes]
     seconds = [o.seconds_to_target if o.seconds_to_target else inf for o in outcomes]
+    busiest = [o.busiest_worker_epochs or inf for o in outcomes]
     clock = ticks if workers > 1 else epochs
     median = statistics.median(clock)
     return {
@@ -134,6 +135,11 @@ def summarize(outcomes: list[Outcome], reference: float, workers: int) -> dict[s
         "wall_epochs_to_target_q1_median_q3": _quartiles(ticks),
         "seconds_to_target_q1_median_q3": _quartiles(seconds),
         "ratio_vs_random": None if median == inf else round(median / reference, 3),
+        **(
+            {"busiest_worker_epochs_q1_median_q3": _quartiles(busiest)}
+            if any(o.busiest_worker_epochs for o in outcomes)
+            else {}
+        ),
         "method_seconds_per_job": round(
             sum(o.overhead for o in outcomes) / max(1, sum(o.jobs for o in outcomes)), 4
         ),
