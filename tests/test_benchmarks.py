@@ -109,3 +109,21 @@ def test_every_task_loads_and_its_curves_are_sane(name: str) -> None:
         assert task.curve(dict(params)).at(task.max_epochs)[0] == values[-1]
         finals.append(task.best(values))
     assert max(finals) - min(finals) > 0.01
+
+
+def test_a_recorded_configuration_gets_its_own_curve_and_minimised_targets_count() -> None:
+    """The nearest recorded configuration of a recorded one is itself; ``hpo run``'s ledger
+    reader finds where a minimised task's completed trial first reaches its target."""
+    tasks = _suite()
+    from _search_hpo_run import _reached
+
+    task = tasks["diabetes_reg"]()
+    row = json.loads(task.spec.path.read_text())["rows"][7]
+    assert task.curve(row["params"]).values == row["values"]
+    assert task.best([0.5, 0.3, 0.4]) == 0.3 and task.reaches(0.3, 0.35)
+    full = task.max_epochs
+    ledger = [["0", "pid", "0", str(e), "0.5", "0"] for e in range(1, full + 1)]
+    ledger += [["0", "pid", "1", str(e), "0.3" if e == 3 else "0.9", "0"] for e in range(1, full)]
+    assert _reached(ledger, 0.35, tasks["diabetes_reg"]) is None  # trial 1 not complete
+    ledger.append(["0", "pid", "1", str(full), "0.9", "0"])
+    assert _reached(ledger, 0.35, tasks["diabetes_reg"]) == len(ledger) - 1
