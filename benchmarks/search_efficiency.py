@@ -214,6 +214,8 @@ def run_task(
                 flush=True,
             )
         result["workers"][str(workers)] = rows
+    # Each task's result as soon as it is done: a long run stopped early keeps what it measured.
+    print(json.dumps({"task": task.name, **result}), file=sys.stderr, flush=True)
     return result
 
 
