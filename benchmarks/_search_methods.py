@@ -3,7 +3,8 @@
 A method hands out ``Job``s: a configuration and the most epochs it may train. Pruned methods
 (Optuna's and hpo's) decide after every epoch through ``Job.report``; fixed-budget ones (SMAC,
 DEHB) train the job's budget and are told the result. Every method sees the same task, the
-same epochs and the same value: the best validation accuracy of the epochs trained.
+same epochs and the same value: the best validation metric of the epochs trained (a cost for
+SMAC and DEHB, which minimise: the metric, negated when the task maximises it).
 """
 
 from __future__ import annotations
@@ -73,8 +74,9 @@ class OptunaMethod(Method):
         name: str,
     ) -> None:
         self.task = task
+        direction = "maximize" if task.maximize else "minimize"
         self.study = optuna.create_study(
-            study_name=name, direction="maximize", sampler=sampler, pruner=pruner
+            study_name=name, direction=direction, sampler=sampler, pruner=pruner
         )
 
     def ask(self) -> Job:
@@ -85,7 +87,7 @@ class OptunaMethod(Method):
         if len(job.values) < job.budget:
             self.study.tell(job.handle, state=optuna.trial.TrialState.PRUNED)
         else:
-            self.study.tell(job.handle, max(job.values))
+            self.study.tell(job.handle, self.task.best(job.values))
 
 
 def hpo_method(spec_fields: dict[str, Any]) -> Callable[[Task, int, int], Method]:
@@ -100,10 +102,13 @@ def hpo_method(spec_fields: dict[str, Any]) -> Callable[[Task, int, int], Method
         pruner = {"type": default, **fields.pop("pruner", {})}
         if pruner["type"] != "median":
             pruner["max_resource"] = task.max_epochs
+        if "grace" in pruner:  # first rung at max_resource / grace epochs (variants only)
+            pruner["min_resource"] = max(1, round(task.max_epochs / pruner.pop("grace")))
         spec = StudySpec.model_validate(
             {
                 "name": f"bench-{seed}",
                 "objective": "_search_objective:objective",
+                "metric": metric_spec(task),
                 "sampler": {"seed": seed, **fields.pop("sampler", {"type": "tpe"})},
                 "space": hpo_space(task),
                 "pruner": pruner,
@@ -114,6 +119,16 @@ def hpo_method(spec_fields: dict[str, Any]) -> Callable[[Task, int, int], Method
         return OptunaMethod(task, build_sampler(spec), build_pruner(spec), spec.name)
 
     return make
+
+
+def metric_spec(task: Task) -> dict[str, str]:
+    return {"name": task.metric, "direction": "maximize" if task.maximize else "minimize"}
+
+
+def cost(task: Task, values: list[float]) -> float:
+    """What SMAC and DEHB minimise: the job's best value, negated if the task maximises."""
+    best = task.best(values)
+    return -best if task.maximize else best
 
 
 def hpo_space(task: Task) -> dict[str, Any]:
@@ -177,7 +192,7 @@ def _clean(config: Any) -> Params:
 
 
 class SmacMethod(Method):
-    """SMAC3's MultiFidelityFacade (random forest + Hyperband), ask/tell, cost = 1 - accuracy."""
+    """SMAC3's MultiFidelityFacade (random forest + Hyperband), ask/tell, cost()."""
 
     def __init__(self, task: Task, seed: int, workers: int) -> None:
         from smac import MultiFidelityFacade, Scenario
@@ -192,6 +207,7 @@ class SmacMethod(Method):
             max_budget=task.max_epochs,
             output_directory=self._dir.name,
         )
+        self.task = task
         self.smac = MultiFidelityFacade(
             scenario,
             lambda config, seed=0, budget=1: 0.0,
@@ -207,16 +223,17 @@ class SmacMethod(Method):
     def tell(self, job: Job) -> None:
         from smac.runhistory.dataclasses import TrialValue
 
-        self.smac.tell(job.handle, TrialValue(cost=1.0 - max(job.values)))
+        self.smac.tell(job.handle, TrialValue(cost=cost(self.task, job.values)))
 
 
 class DehbMethod(Method):
-    """DEHB (differential evolution + Hyperband), ask/tell, fitness = 1 - accuracy."""
+    """DEHB (differential evolution + Hyperband), ask/tell, fitness = cost()."""
 
     def __init__(self, task: Task, seed: int, workers: int) -> None:
         from dehb import DEHB
         from loguru import logger
 
+        self.task = task
         logger.remove()  # DEHB logs every save to stdout, which carries the report
         self._dir = tempfile.TemporaryDirectory()
         cs = _configspace(task, seed)
@@ -237,7 +254,8 @@ class DehbMethod(Method):
         return Job(_clean(info["config"]), int(round(info["fidelity"])), info)
 
     def tell(self, job: Job) -> None:
-        self.dehb.tell(job.handle, {"fitness": 1.0 - max(job.values), "cost": len(job.values)})
+        result = {"fitness": cost(self.task, job.values), "cost": len(job.values)}
+        self.dehb.tell(job.handle, result)
 
 
 def rounded(budget: float) -> int:

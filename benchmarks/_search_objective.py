@@ -16,7 +16,8 @@ import optuna
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _search_tasks import TASKS, Task  # noqa: E402
+from _search_tasks import Task  # noqa: E402
+from _suite_tasks import TASKS  # noqa: E402
 
 _task: Task | None = None
 
@@ -28,12 +29,12 @@ def objective(trial: optuna.Trial) -> float:
     ledger = os.environ.get("HPO_BENCH_LEDGER")
     pause = float(os.environ.get("HPO_BENCH_EPOCH_SECONDS", "0"))
     curve = _task.curve(dict(trial.params))
-    best = 0.0
+    values: list[float] = []
     for epoch in range(1, _task.max_epochs + 1):
         value, seconds = curve.at(epoch)
         if pause:
             time.sleep(pause)
-        best = max(best, value)
+        values.append(value)
         if ledger:
             with open(ledger, "a") as f:
                 line = (time.time(), os.getpid(), trial.number, epoch, value, seconds)
@@ -41,4 +42,4 @@ def objective(trial: optuna.Trial) -> float:
         trial.report(value, epoch)
         if trial.should_prune():
             raise optuna.TrialPruned()
-    return best
+    return _task.best(values)

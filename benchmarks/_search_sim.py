@@ -24,7 +24,7 @@ from _search_tasks import Curve, Task
 
 @dataclass
 class Outcome:
-    best: float = 0.0  # best validation accuracy of a fully trained configuration
+    best: float | None = None  # best metric of a fully trained configuration
     epochs: int = 0  # epochs trained, all workers
     jobs: int = 0
     seconds: float = 0.0  # training seconds charged + the method's own ask/tell time
@@ -32,6 +32,7 @@ class Outcome:
     epochs_to_target: int | None = None  # epochs trained when the target was first reached
     ticks_to_target: int | None = None  # wall-clock epochs (ticks) at that point
     seconds_to_target: float | None = None
+    busiest_worker_epochs: int | None = None  # hpo run: the most one worker trained by then
 
 
 def simulate(
@@ -59,11 +60,13 @@ def simulate(
             out.seconds += seconds
             full = epoch == task.max_epochs  # a fully trained configuration: its result counts
             if full:
-                out.best = max(out.best, max(job.values + [value]))
-            if full and target is not None and out.best >= target and out.epochs_to_target is None:
-                out.epochs_to_target = out.epochs
-                out.ticks_to_target = tick
-                out.seconds_to_target = out.seconds + out.overhead
+                done = task.best(job.values + [value])
+                out.best = done if out.best is None else task.best([out.best, done])
+                reached = target is not None and task.reaches(done, target)
+                if reached and out.epochs_to_target is None:
+                    out.epochs_to_target = out.epochs
+                    out.ticks_to_target = tick
+                    out.seconds_to_target = out.seconds + out.overhead
             started = time.perf_counter()
             if job.report(epoch, value) or epoch >= job.budget:
                 method.tell(job)

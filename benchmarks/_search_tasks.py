@@ -1,4 +1,5 @@
-"""The two tasks of search_efficiency.py: a search space and a per-epoch validation curve.
+"""The two digits tasks of search_efficiency.py (the suite's others: _suite_tasks.py), each a
+search space and a per-epoch validation curve.
 
 * ``digits_cnn``: hpo's small CNN on scikit-learn's digits, SGD, a 20-epoch cosine schedule;
   3 hyperparameters (lr, batch size, momentum). Curves are looked up in the table of real
@@ -62,9 +63,23 @@ class Curve:
 
 
 class Task:
+    """A search space and, per configuration, a learning curve of ``max_epochs`` epochs."""
+
     name = ""
     max_epochs = 20
     space: tuple[Param, ...] = ()
+    metric = "val_accuracy"
+    maximize = True
+    about = ""  # one line for --list-tasks --verbose and BENCHMARKS.md
+
+    @classmethod
+    def best(cls, values: list[float]) -> float:
+        """The best of ``values`` in the task's direction."""
+        return max(values) if cls.maximize else min(values)
+
+    @classmethod
+    def reaches(cls, value: float, target: float) -> bool:
+        return value >= target if cls.maximize else value <= target
 
     def __init__(self) -> None:
         self._curves: dict[str, Curve] = {}
@@ -83,6 +98,7 @@ class DigitsCnn(Task):
     """Lookup in the recorded curves of hpo's trainer (see ``_digits_table.py``)."""
 
     name = "digits_cnn"
+    about = "hpo's CNN on digits, SGD, cosine; lr, batch size, momentum (tabular, 256 curves)"
     space = (
         Param("lr", "float", 1e-3, 1.0, log=True),
         Param("batch_size", "cat", choices=("16", "32", "64", "128")),
@@ -113,6 +129,7 @@ class DigitsMlp(Task):
     """A real two-layer MLP on the 64 digit pixels, one torch thread, batch 128."""
 
     name = "digits_mlp"
+    about = "two-layer MLP on digits, 6 hyperparameters, conditional momentum (trained live)"
     space = (
         Param("optimizer", "cat", choices=("sgd", "adam")),
         Param("lr", "float", 1e-4, 1.0, log=True),
@@ -182,6 +199,3 @@ class DigitsMlp(Task):
             ok = torch.isfinite(logits).all()
             acc = float((logits.argmax(1) == vy).float().mean()) if ok else 0.0
             yield acc, time.perf_counter() - started
-
-
-TASKS: dict[str, type[Task]] = {"digits_cnn": DigitsCnn, "digits_mlp": DigitsMlp}

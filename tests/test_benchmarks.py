@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
+import random
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 ROOT = Path(__file__).parent.parent
 
@@ -43,3 +48,82 @@ def test_search_efficiency_runs_and_reports_every_method() -> None:
         assert set(rows) == {"random", "tpe+hyperband", "hpo"}
         assert rows["random"]["ratio_vs_random"] in (1.0, None)
     assert out.strip().splitlines()[-1].startswith("search_efficiency")
+
+
+def _suite() -> dict[str, Any]:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from _suite_tasks import TASKS
+
+    return TASKS
+
+
+def test_list_tasks_prints_the_suite_one_name_a_line() -> None:
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/search_efficiency.py", "--list-tasks"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    names = proc.stdout.split()
+    assert names == list(_suite())
+    assert len(names) >= 6 and {"digits_cnn", "digits_mlp"} <= set(names)
+
+
+def _random_params(space: Any, rng: random.Random) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for p in space:
+        if not p.active(params):
+            continue
+        if p.kind == "cat":
+            params[p.name] = rng.choice(p.choices)
+        else:
+            lo, hi = (math.log(p.low), math.log(p.high)) if p.log else (p.low, p.high)
+            x = lo + rng.random() * (hi - lo)
+            x = math.exp(x) if p.log else x
+            params[p.name] = int(round(x)) if p.kind == "int" else x
+    return params
+
+
+@pytest.mark.parametrize("name", [n for n in _suite() if n != "digits_mlp"])
+def test_every_task_loads_and_its_curves_are_sane(name: str) -> None:
+    """Each task answers any configuration of its space with a full curve of finite values in the
+    metric's range; configurations differ (a search has something to find), and the same
+    configuration gets the same curve. digits_mlp trains live: test_search_efficiency covers it."""
+    task = _suite()[name]()
+    assert task.space and task.max_epochs >= 10 and task.about
+    rng = random.Random(0)
+    finals = []
+    for _ in range(12):
+        params = _random_params(task.space, rng)
+        curve = task.curve(params)
+        points = [curve.at(e) for e in range(1, task.max_epochs + 1)]
+        values = [v for v, _ in points]
+        assert all(math.isfinite(v) for v in values)
+        assert all(s >= 0 for _, s in points)
+        if task.maximize:
+            assert all(0.0 <= v <= 1.0 for v in values)
+        else:
+            assert all(0.0 <= v <= 10.0 for v in values)
+        assert task.curve(dict(params)).at(task.max_epochs)[0] == values[-1]
+        finals.append(task.best(values))
+    assert max(finals) - min(finals) > 0.01
+
+
+def test_a_recorded_configuration_gets_its_own_curve_and_minimised_targets_count() -> None:
+    """The nearest recorded configuration of a recorded one is itself; ``hpo run``'s ledger
+    reader finds where a minimised task's completed trial first reaches its target."""
+    tasks = _suite()
+    from _search_hpo_run import _reached
+
+    task = tasks["diabetes_reg"]()
+    row = json.loads(task.spec.path.read_text())["rows"][7]
+    assert task.curve(row["params"]).values == row["values"]
+    assert task.best([0.5, 0.3, 0.4]) == 0.3 and task.reaches(0.3, 0.35)
+    full = task.max_epochs
+    ledger = [["0", "pid", "0", str(e), "0.5", "0"] for e in range(1, full + 1)]
+    ledger += [["0", "pid", "1", str(e), "0.3" if e == 3 else "0.9", "0"] for e in range(1, full)]
+    assert _reached(ledger, 0.35, tasks["diabetes_reg"]) is None  # trial 1 not complete
+    ledger.append(["0", "pid", "1", str(full), "0.9", "0"])
+    assert _reached(ledger, 0.35, tasks["diabetes_reg"]) == len(ledger) - 1

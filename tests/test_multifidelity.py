@@ -92,9 +92,10 @@ def test_trials_stopped_below_the_rung_are_in_the_bad_set() -> None:
 
 
 @pytest.mark.parametrize(
-    ("epochs", "factor", "first"), [(20, 4, 1), (100, 4, 2), (300, 4, 5), (100, 3, 4)]
+    ("epochs", "factor", "first"),
+    [(20, 4, 1), (27, 4, 2), (30, 4, 2), (40, 4, 2), (100, 4, 6), (300, 4, 19), (100, 3, 11)],
 )
-def test_asha_min_resource_defaults_to_three_halvings_below_the_full_run(
+def test_asha_min_resource_defaults_to_two_halvings_below_the_full_run(
     epochs: int, factor: int, first: int
 ) -> None:
     spec = _spec(

@@ -124,7 +124,7 @@ class AshaSpec(_Frozen):
         None,
         ge=1,
         description="epochs before the first pruning decision "
-        "(default: max_resource / reduction_factor ** 3, at least 1: three halvings)",
+        "(default: max_resource / reduction_factor ** 2, at least 1: two halvings)",
     )
     max_resource: int | None = Field(
         None, ge=1, description="epochs of a full run (default: epochs)"

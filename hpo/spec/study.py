@@ -361,12 +361,16 @@ class StudySpec(_Frozen):
     @property
     def min_resource(self) -> int:
         """The epochs before a rung pruner's first decision: explicit, else for ASHA
-        ``max_resource / reduction_factor ** 3`` (three halvings, at least 1 epoch)."""
+        ``max_resource / reduction_factor ** 2`` (two halvings, at least 1 epoch).
+
+        Two, not three: a first rung after one epoch of 27 or 30 cut the configurations that
+        end best on half the suite of ``benchmarks/search_efficiency.py`` (issue 22); placed
+        by ``max_resource`` it stays at epoch 1 for 20 epochs, where that measured best."""
         p = self.pruner
         assert isinstance(p, HyperbandSpec | AshaSpec)
         if p.min_resource is not None:
             return p.min_resource
-        return max(1, round((self.max_resource or 1) / p.reduction_factor**3))
+        return max(1, round((self.max_resource or 1) / p.reduction_factor**2))
 
     @property
     def multi_fidelity(self) -> bool:
