@@ -38,11 +38,13 @@ def test_asha_from_spec_is_one_bracket_from_min_resource() -> None:
     pruner = build_pruner(_spec(pruner={**asha, "min_resource": 2, "reduction_factor": 4}))
     assert isinstance(pruner, FastAshaPruner)
     assert (pruner._min_resource, pruner._max_resource, pruner._reduction_factor) == (2, 20, 4)
-    later = build_pruner(
-        _spec(pruner={**asha, "reduction_factor": 3, "min_early_stopping_rate": 1})
-    )
+    rate = {"reduction_factor": 3, "min_early_stopping_rate": 1}
+    later = build_pruner(_spec(pruner={**asha, **rate, "min_resource": 1}))
     assert isinstance(later, FastAshaPruner)
     assert later._min_resource == 3  # the first rung at 1 * 3 ** 1
+    derived = build_pruner(_spec(pruner={**asha, **rate}))
+    assert isinstance(derived, FastAshaPruner)
+    assert derived._min_resource == 6  # min_resource round(20 / 3 ** 2) = 2, then 2 * 3 ** 1
 
 
 @pytest.mark.fast_paths
@@ -187,7 +189,7 @@ def test_multi_fidelity_tpe_is_tpe_until_a_rung_has_enough_trials() -> None:
 def test_multi_fidelity_sampler_from_spec_takes_the_pruners_rungs_and_pickles() -> None:
     spec = _spec(
         sampler={"type": "tpe", "seed": 0, "multi_fidelity": True},
-        pruner={"type": "asha", "reduction_factor": 3},
+        pruner={"type": "asha", "reduction_factor": 3, "min_resource": 1},
         train={**tiny_spec()["train"], "epochs": 20},
     )
     sampler = build_sampler(spec)
