@@ -110,7 +110,9 @@ class Ticker:
         self.events: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
 
     def put(self, event: dict[str, Any]) -> None:
-        """Take a worker's event (any thread); the next tick shows it."""
+        """Take a worker's event (any thread): watched at once (a broken objective stops the
+        workers before they fail more trials), shown at the next tick."""
+        self.watch(event)
         self.events.put(event)
 
     def __call__(self, force: bool = False) -> None:
@@ -136,7 +138,6 @@ class Ticker:
             except queue.Empty:
                 return moved
             self.observer.event(event)
-            self.watch(event)
             moved = moved or event.get("event") in ("trial_start", "trial_end")
 
     def _guarded(self, work: Callable[[], object], what: str) -> None:
