@@ -13,7 +13,7 @@ workers: wall-clock epochs, the ticks of a 4-worker fleet).
 Methods (``--methods``, comma-separated; default all):
   random            Optuna RandomSampler, no pruning (the reference)
   tpe               Optuna TPESampler, no pruning
-  tpe+hyperband     Optuna TPESampler + HyperbandPruner(1, 20): Optuna's defaults
+  tpe+hyperband     Optuna TPESampler + HyperbandPruner(1, the task's epochs)
   tpe+sha           Optuna TPESampler + SuccessiveHalvingPruner(): Optuna's defaults
   hpo               hpo's default search (no sampler or pruner named in the spec)
   hpo:VARIANT       hpo variants (see VARIANTS) measured while choosing the default
