@@ -1,17 +1,19 @@
 """Search efficiency: the epochs each method needs to reach random search's median best.
 
-For each task, random search without pruning runs ``--budget`` epochs (30 trials of 20 epochs)
-for every seed; the target is the median of its best validation accuracies. Every method,
+The tasks (``--list-tasks``; _suite_tasks.py) are the suite of issue 22: the two digits tasks,
+four recorded MLP tasks and BOHB's counting ones. For each task, random search without pruning
+runs ``--budget`` epochs (e.g. 30 trials of 20 epochs) for every seed; the target is the median
+of its best values (validation accuracy, or loss for the tasks that minimise). Every method,
 random search included, then runs for every seed until a fully trained configuration (a
 completed trial, or a peer's job at the maximum budget) reaches the target, or ``--cap``
 epochs (2 x budget) are spent; unreached counts as never (infinite) in the medians and
-quartiles. The ratio is a method's median epochs to target over random
-search's (with 4 workers: wall-clock epochs, the ticks of a 4-worker fleet).
+quartiles. The ratio is a method's median epochs to target over random search's (with 4
+workers: wall-clock epochs, the ticks of a 4-worker fleet).
 
 Methods (``--methods``, comma-separated; default all):
   random            Optuna RandomSampler, no pruning (the reference)
   tpe               Optuna TPESampler, no pruning
-  tpe+hyperband     Optuna TPESampler + HyperbandPruner(1, 20): Optuna's defaults
+  tpe+hyperband     Optuna TPESampler + HyperbandPruner(1, the task's epochs)
   tpe+sha           Optuna TPESampler + SuccessiveHalvingPruner(): Optuna's defaults
   hpo               hpo's default search (no sampler or pruner named in the spec)
   hpo:VARIANT       hpo variants (see VARIANTS) measured while choosing the default
@@ -21,11 +23,13 @@ Methods (``--methods``, comma-separated; default all):
 Epochs are the headline: the same whatever the machine's load. Seconds alongside: the training
 seconds of the epochs charged (measured when the curve was trained) plus the method's own
 ask/tell time. ``--workers 1,4`` runs every method sequentially and as a 4-worker fleet
-(lock-step ticks, see _search_sim.py). ``--hpo-run`` adds hpo's default through ``hpo run``
-itself (real worker processes, embedded storage): see _search_hpo_run.py.
+(lock-step ticks, see _search_sim.py). ``--hpo-run hpo[,random]`` adds hpo's default (and
+random search) through ``hpo run`` itself (real worker processes, embedded storage), on the
+first ``--hpo-run-seeds`` seeds: see _search_hpo_run.py.
 
     pip install -e '.[bench]'
-    python benchmarks/search_efficiency.py                  # 2 tasks x 10 seeds x 1,4 workers
+    python benchmarks/search_efficiency.py --list-tasks     # one task name a line
+    python benchmarks/search_efficiency.py                  # 7 tasks x 10 seeds x 1,4 workers
     python benchmarks/search_efficiency.py --tasks digits_mlp --seeds 3 --methods random,hpo
 
 Prints one JSON object, then a one-line summary.
