@@ -111,11 +111,13 @@ def factories(names: list[str]) -> dict[str, Factory]:
 
 def _quartiles(values: list[float]) -> list[float | None]:
     """Q1, median, Q3 (inclusive method); infinity (never reached) printed as null."""
+    never = 1e18  # stands for infinity: quantiles interpolate, and inf * 0 is nan
+    finite = [min(v, never) for v in values]
     if len(values) == 1:
-        q = [values[0]] * 3
+        q = [finite[0]] * 3
     else:
-        q = statistics.quantiles(values, n=4, method="inclusive")
-    return [None if v == float("inf") else round(v, 1) for v in q]
+        q = statistics.quantiles(finite, n=4, method="inclusive")
+    return [None if v >= never / 10 else round(v, 1) for v in q]
 
 
 def _ratio(outcomes: list[Outcome], reference: float, workers: int) -> float | None:
