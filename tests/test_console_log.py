@@ -60,6 +60,15 @@ def test_optunas_and_pythons_warnings_take_the_same_voice(capsys: pytest.Capture
     assert "[W " not in capsys.readouterr().err  # Optuna's own handler printed nothing
 
 
+def _warnings(proc, needle: str) -> list[str]:
+    """The lines of a finished ``hpo`` run that hold ``needle``; the run exited 0 and printed
+    nothing in Python logging's own format."""
+    out = finish(proc)
+    assert proc.returncode == 0, out
+    assert not any(line.startswith(PYTHON_LOGGING) for line in out.splitlines()), out
+    return [line for line in out.splitlines() if needle in line]
+
+
 @pytest.mark.slow
 def test_plain_paths_and_budget_kept_notices_are_one_warning_line_each(
     write_spec, tmp_path: Path
@@ -67,27 +76,19 @@ def test_plain_paths_and_budget_kept_notices_are_one_warning_line_each(
     spec = _objective_spec(write_spec, "voice", budget={"n_trials": 2})
     env = {"PYTHONPATH": pythonpath(spec.parent), "HPO_FAST_PATHS": "0"}
     first = hpo("run", str(spec), "--workers", "1", cwd=tmp_path, env=env)
-    out = finish(first)
-    assert first.returncode == 0, out
-    notices = [line for line in out.splitlines() if "plain Optuna paths" in line]
-    assert notices == [
+    assert _warnings(first, "plain Optuna paths") == [
         "warning: plain Optuna paths (HPO_FAST_PATHS=0); results are the same, trials cost more"
-    ], out
-    assert not any(line.startswith(PYTHON_LOGGING) for line in out.splitlines()), out
+    ]
     # the worker's log file keeps its timestamp, worker and module name
     (log,) = (tmp_path / "hpo-logs").glob("*-w0.log")
     logged = [ln for ln in log.read_text().splitlines() if "plain Optuna paths" in ln]
     assert logged and " w0 WARNING hpo.study._optuna.fast_paths: plain Optuna paths" in logged[0]
 
     again = hpo("run", str(spec), "--n-trials", "1", cwd=tmp_path, env=env)
-    out = finish(again)
-    assert again.returncode == 0, out
-    kept = [line for line in out.splitlines() if "which is kept" in line]
-    assert kept == [
+    assert _warnings(again, "which is kept") == [
         "warning: --n-trials 1: study 'voice' already has a budget of 2 trials, which is kept "
         "(a budget only grows)"
-    ], out
-    assert not any(line.startswith(PYTHON_LOGGING) for line in out.splitlines()), out
+    ]
 
 
 @pytest.mark.slow
@@ -102,12 +103,9 @@ def test_connection_headroom_warning_is_one_line(write_spec, tmp_path: Path) -> 
         proc = hpo(
             "run", str(spec), "--storage", server.url, "--workers", "3", cwd=tmp_path, env=env
         )
-        out = finish(proc)
+        lines = _warnings(proc, "database connections")
     finally:
         server.stop()
         server.remove()
-    assert proc.returncode == 0, out
-    lines = [line for line in out.splitlines() if "database connections" in line]
-    assert len(lines) == 1, out
+    assert len(lines) == 1, lines
     assert lines[0].startswith("warning: this node's workers need up to 6 database connections")
-    assert not any(line.startswith(PYTHON_LOGGING) for line in out.splitlines()), out
