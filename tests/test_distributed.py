@@ -68,6 +68,9 @@ def _rank(rank: int, world: int, port: int, root: str, module: str, train: dict[
             group=Group(rank, world),
         )
         torch.save(history, Path(root) / f"rank{rank}.pt")
+        # Tear down together: a rank whose peer already left can abort in gloo's destructor
+        # ("terminate called without an active exception", exit -6; once in .ci/run).
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
