@@ -82,19 +82,47 @@ def test_killed_trial_resumes_from_its_last_checkpoint(write_spec, tmp_path: Pat
         assert retry.intermediate_values[step] == pytest.approx(victim.intermediate_values[step])
 
 
+_PACED = """
+import time
+from torch import nn
+
+
+class Paced(nn.Module):
+    \"\"\"A linear model whose every training batch takes 30 ms more: epochs of ~0.7 s, so
+    the test's SIGTERM lands within an epoch or two of the one it waited for.\"\"\"
+
+    def __init__(self, inputs: int, num_classes: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(inputs, num_classes))
+
+    def forward(self, x):
+        if self.training:
+            time.sleep(0.03)
+        return self.net(x)
+
+
+def model(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
+    return Paced(in_channels * image_size * image_size, num_classes)
+"""
+
+
 @pytest.mark.slow
 def test_a_trial_preempted_five_times_still_completes_resuming_each_time(
     write_spec, tmp_path: Path
 ) -> None:
     """Spot capacity: SIGTERM the node five times in a row, ``max_retries: 1``. Preemption
     never uses up a retry; each retry resumes from the last checkpoint and records that as
-    soon as it starts."""
+    soon as it starts. The model paces its epochs (a user model beside the spec): with the
+    registry's CNN an epoch of digits took ~0.2 s, and a retry ran to the end between two
+    polls of the storage before the fifth SIGTERM."""
+    epochs = 24
+    (tmp_path / "paced.py").write_text(_PACED)
     spec = write_spec(
         tiny_spec(
             "spot",
             budget={"n_trials": 1},
             retry={"max_retries": 1},
-            train={**tiny_spec()["train"], "epochs": 16},
+            train={**tiny_spec()["train"], "model": "paced:model", "epochs": epochs},
         )
     )
     url = f"sqlite:///{tmp_path / 'hpo.db'}"
@@ -130,7 +158,7 @@ def test_a_trial_preempted_five_times_still_completes_resuming_each_time(
     assert done_trial.system_attrs["failed_trial"] == 0
     assert done_trial.system_attrs["hpo:failures"] == 0
     assert done_trial.user_attrs["resumed_from_epoch"] >= 5
-    assert sorted(done_trial.intermediate_values) == list(range(1, 17))
+    assert sorted(done_trial.intermediate_values) == list(range(1, epochs + 1))
     assert "fail_reason" not in done_trial.user_attrs
 
 
