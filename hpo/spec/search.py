@@ -25,7 +25,9 @@ class TpeSpec(_Frozen):
     seed: int | None = Field(None, description="base seed; each worker adds its own offset")
     n_startup_trials: int = Field(10, ge=0, description="random trials before TPE takes over")
     n_ei_candidates: int = Field(24, ge=1, description="candidates scored per suggestion")
-    multivariate: bool = Field(True, description="model parameters jointly")
+    multivariate: bool = Field(
+        False, description="model parameters jointly (independently: safer on noisy tasks)"
+    )
     constant_liar: bool = Field(True, description="treat running trials as bad to spread workers")
     multi_fidelity: bool = Field(
         False,
