@@ -260,3 +260,71 @@ class DehbMethod(Method):
 
 def rounded(budget: float) -> int:
     return max(1, int(math.floor(budget + 1e-9)))
+
+
+class _RayTrial:
+    """What Ray Tune's schedulers read of a trial: its id."""
+
+    def __init__(self, trial_id: str) -> None:
+        self.trial_id = trial_id
+
+
+class _RayJob(Job):
+    def report(self, epoch: int, value: float) -> bool:
+        super().report(epoch, value)
+        method, trial = self.handle
+        result = {"training_iteration": epoch, method.task.metric: value}
+        # Tune's controller: the scheduler decides; on CONTINUE the searcher sees the result,
+        # on STOP the trial ends (tell() below, with this result as its last).
+        if method.scheduler.on_trial_result(None, trial, result) == "STOP":
+            return True
+        method.searcher.on_trial_result(trial.trial_id, result)
+        return False
+
+
+class RayMethod(Method):
+    """Ray Tune's ASHA (``AsyncHyperBandScheduler``: grace period 1, reduction factor 4,
+    ``max_t`` = the task's epochs, one bracket — Tune's defaults) with ``OptunaSearch`` (Optuna's
+    TPE, its defaults), called in the order Tune's controller calls them: the scheduler on each
+    result, the searcher on each result it lets through, and both on the trial's end with its
+    last result (Tune tells Optuna that value as COMPLETE, also for a stopped trial). Tune's
+    actors and processes are left out: only the search is compared, as for every method here."""
+
+    def __init__(self, task: Task, seed: int, workers: int) -> None:
+        import numpy as np
+        from ray.tune.schedulers import AsyncHyperBandScheduler
+        from ray.tune.search.optuna import OptunaSearch
+
+        np.random.seed(seed)  # the scheduler draws each trial's bracket from numpy's global RNG
+        mode = "max" if task.maximize else "min"
+        self.task = task
+        self.scheduler = AsyncHyperBandScheduler(
+            time_attr="training_iteration",
+            metric=task.metric,
+            mode=mode,
+            max_t=task.max_epochs,
+        )
+
+        def space(trial: optuna.Trial) -> None:
+            suggest(trial, task.space)
+
+        self.searcher = OptunaSearch(
+            space=space,
+            metric=task.metric,
+            mode=mode,
+            sampler=optuna.samplers.TPESampler(seed=seed),
+        )
+        self._made = 0
+
+    def ask(self) -> Job:
+        trial = _RayTrial(str(self._made))
+        self._made += 1
+        config = self.searcher.suggest(trial.trial_id)
+        self.scheduler.on_trial_add(None, trial)
+        return _RayJob(dict(config), self.task.max_epochs, (self, trial))
+
+    def tell(self, job: Job) -> None:
+        _, trial = job.handle
+        last = {"training_iteration": len(job.values), self.task.metric: job.values[-1]}
+        self.scheduler.on_trial_complete(None, trial, last)
+        self.searcher.on_trial_complete(trial.trial_id, result=last)

@@ -60,6 +60,7 @@ from _search_hpo_run import hpo_run  # noqa: E402
 from _search_methods import (  # noqa: E402
     DehbMethod,
     Method,
+    RayMethod,
     SmacMethod,
     hpo_method,
     optuna_method,
@@ -97,6 +98,17 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "tpe20": {"sampler": {**_TPE, "n_startup_trials": 20}},
     "tpe30": {"sampler": {**_TPE, "n_startup_trials": 30}},
     "mftpe": {"sampler": _MF},
+    # against Ray Tune's ASHA + TPE (first rung 1, reduction factor 4): univariate TPE with
+    # Ray's rungs, and with reduction factor 3 at max_resource / 9
+    "tpe-univariate-nolie": {"sampler": {**_TPE, "multivariate": False, "constant_liar": False}},
+    "tpe-univariate-r1": {
+        "sampler": {**_TPE, "multivariate": False},
+        "pruner": {"type": "asha", "min_resource": 1},
+    },
+    "tpe-univariate-asha3g9": {
+        "sampler": {**_TPE, "multivariate": False},
+        "pruner": {"type": "asha", "reduction_factor": 3, "grace": 9},
+    },
 }
 
 Factory = Callable[[Task, int, int], Method]
@@ -111,6 +123,7 @@ def factories(names: list[str]) -> dict[str, Factory]:
         "hpo": hpo_method({}),
         "smac": SmacMethod,
         "dehb": DehbMethod,
+        "ray": RayMethod,
     }
     known.update({f"hpo:{k}": hpo_method(v) for k, v in VARIANTS.items()})
     unknown = [n for n in names if n not in known]
