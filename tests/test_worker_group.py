@@ -120,7 +120,7 @@ def test_a_pruned_trial_stops_both_ranks_and_the_next_trial_runs(
 def test_killing_rank_1_requeues_the_trial_and_the_retry_resumes(
     write_spec, tmp_path: Path, models: Path
 ) -> None:
-    epochs = 8
+    epochs = 6
     spec = _spec("killed", 2, train={**_spec("x", 2)["train"], "model": "models:paced"})
     spec["train"]["epochs"] = epochs
     url = f"sqlite:///{tmp_path / 'hpo.db'}"
