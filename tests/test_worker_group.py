@@ -91,30 +91,40 @@ def test_two_processes_report_the_curve_of_one(write_spec, tmp_path: Path, model
         assert double.intermediate_values[step] == pytest.approx(value, abs=1e-6), step
 
 
-def test_a_pruned_trial_stops_both_ranks_and_the_next_trial_runs(
+def test_a_pruned_trial_stops_both_ranks_and_a_failed_one_restarts_the_group(
     write_spec, tmp_path: Path, models: Path
 ) -> None:
-    """Grid order (seed 0): lr 0.2 first, then two that learn nothing in an epoch, each pruned
-    at epoch 1 by the median of the first; the group trains the third only if rank 1 left the
-    second."""
+    """Grid order (seed 5): lr 0.2, 1e-6, 1e12, 2e-6. The tiny lrs learn nothing in an epoch
+    and are pruned at epoch 1 by the median of the first; lr 1e12 fails (the loss overflows)
+    on both ranks. The group trains the trial after a pruned one only if rank 1 left it at
+    rank 0's word, and the trial after the failure only with its restarted peer."""
     spec = _spec(
         "pruned",
         2,
-        sampler={"type": "grid", "seed": 0},
+        sampler={"type": "grid", "seed": 5},
         pruner={"type": "median", "n_startup_trials": 1, "n_warmup_steps": 0},
-        budget={"n_trials": 3},
-        space={"lr": {"type": "categorical", "choices": [0.2, 1e-6, 2e-6]}},
+        budget={"n_trials": 4},
+        retry={"max_retries": 0},
+        space={"lr": {"type": "categorical", "choices": [0.2, 1e-6, 2e-6, 1e12]}},
     )
     proc = hpo("run", str(write_spec(spec)), "--device", "cpu", "--workers", "1", cwd=tmp_path)
     out = finish(proc, timeout=120)
     assert proc.returncode == 0, out
 
-    first, *pruned = trials_of(f"sqlite:///{tmp_path / 'hpo.db'}", "pruned")
-    assert first.params["lr"] == 0.2 and first.state == TrialState.COMPLETE
-    assert [t.state for t in pruned] == [TrialState.PRUNED] * 2
-    assert [sorted(t.intermediate_values) for t in pruned] == [[1], [1]]
+    trials = trials_of(f"sqlite:///{tmp_path / 'hpo.db'}", "pruned")
+    assert [t.params["lr"] for t in trials] == [0.2, 1e-6, 1e12, 2e-6]
+    by_lr = {t.params["lr"]: t for t in trials}
+    assert by_lr[0.2].state == TrialState.COMPLETE
+    for lr in (1e-6, 2e-6):
+        assert by_lr[lr].state == TrialState.PRUNED
+        assert sorted(by_lr[lr].intermediate_values) == [1]
+    failed = by_lr[1e12]
+    assert failed.state == TrialState.FAIL
+    assert failed.user_attrs["fail_reason"].startswith("non_finite_loss"), failed.user_attrs
+    assert len({pid for t in trials for pid in t.user_attrs["group_pids"]}) == 3  # rank 1 anew
     log = next((tmp_path / "hpo-logs").glob("*-w0.log")).read_text()
     assert log.count("rank 1: stopped at epoch 1 (rank 0's decision)") == 2
+    assert log.count("restarting its processes") == 1
 
 
 def test_killing_rank_1_requeues_the_trial_and_the_retry_resumes(
