@@ -45,6 +45,26 @@ class Paced(nn.Module):
 
 def paced(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
     return Paced(mlp(num_classes, in_channels, image_size))
+
+
+class OomOnRank1(nn.Module):
+    \"\"\"Rank 1 alone runs out of 'memory' on training batches above 16 samples.\"\"\"
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        import torch
+        import torch.distributed as dist
+
+        if self.training and dist.get_rank() == 1 and x.shape[0] > 16:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated on rank 1)")
+        return self.inner(x)
+
+
+def oom_on_rank1(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
+    return OomOnRank1(mlp(num_classes, in_channels, image_size))
 """
 
 
@@ -159,3 +179,20 @@ def test_killing_rank_1_requeues_the_trial_and_the_retry_resumes(
     assert retry.user_attrs["resumed_from_epoch"] >= 2
     assert rank0 not in retry.user_attrs["group_pids"], "the group was restarted"
     assert sorted(retry.intermediate_values) == list(range(1, epochs + 1))
+
+
+def test_out_of_memory_on_rank_1_splits_the_batch_of_the_whole_group(
+    write_spec, tmp_path: Path, models: Path
+) -> None:
+    """Each rank takes 32 of a batch of 64; rank 1 fails above 16: the group restarts with
+    micro-batches of 32 (16 per rank) and accumulation 2, the same effective batch."""
+    spec = _spec("oom", 2, train={**_spec("x", 2)["train"], "model": "models:oom_on_rank1"})
+    proc = hpo("run", str(write_spec(spec)), "--device", "cpu", "--workers", "1", cwd=tmp_path)
+    out = finish(proc, timeout=120)
+    assert proc.returncode == 0, out
+
+    [trial] = trials_of(f"sqlite:///{tmp_path / 'hpo.db'}", "oom")
+    assert trial.state == TrialState.COMPLETE, trial.user_attrs
+    attrs = trial.user_attrs
+    assert (attrs["oom_restarts"], attrs["batch_size"], attrs["accumulate"]) == (1, 32, 2)
+    assert sorted(trial.intermediate_values) == [1, 2, 3]

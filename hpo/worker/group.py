@@ -17,7 +17,9 @@ per GPU, and drives them over the process group:
   Peers die with rank 0 (``PR_SET_PDEATHSIG``). Collectives time out
   (:data:`COLLECTIVE_TIMEOUT`), so a stuck rank never hangs the group.
 - **A run that ends out of step** (an exception on rank 0 outside the epoch decision: a failed
-  trial, an out-of-memory restart) restarts the peers, so the next run starts in step.
+  trial, an out-of-memory restart) restarts the peers, so the next run starts in step. A peer
+  that runs out of memory exits with :data:`EXIT_PEER_OOM`, and rank 0 splits the batch as for
+  its own OOM.
 
 The trainer sees only a :class:`hpo.trainer.Group`; nothing here reaches the trainer's inside.
 """
@@ -43,6 +45,9 @@ COLLECTIVE_TIMEOUT = timedelta(seconds=300)
 #: Rank 0's exit code when a peer died: not deliberate, so the supervisor re-queues the trial and
 #: restarts the worker.
 EXIT_RANK_DIED = 3
+#: A peer's exit code when it ran out of memory: rank 0 restarts the group and splits the batch
+#: (``retry.on_oom``) as if it had run out itself.
+EXIT_PEER_OOM = 75
 #: How long rank 0 waits, after a failed run, for a peer whose death caused it to be reaped.
 DEATH_GRACE_S = 2.0
 
@@ -66,6 +71,7 @@ class Leader:
         self.synced = True  # every rank waits for the next job (False while a run goes on)
         self._closing = False
         self._watcher: threading.Thread | None = None
+        self.peer_oom = False  # a peer exited out of memory; rank 0 hears of it in recover()
 
     @property
     def group(self) -> Group:
@@ -112,7 +118,11 @@ class Leader:
     def _watch(self) -> None:
         while not self._closing:
             for rank, peer in enumerate(list(self.peers), 1):
-                if peer.poll() is not None and not self._closing:
+                if peer.poll() is None or self._closing:
+                    continue
+                if peer.returncode == EXIT_PEER_OOM:
+                    self.peer_oom = True  # rank 0's collective fails; recover() takes it from there
+                else:
                     self._die(rank, peer)
             time.sleep(0.2)
 
@@ -147,18 +157,26 @@ class Leader:
         """The run ended normally on every rank (after its last epoch's decision)."""
         self.synced = True
 
-    def recover(self) -> None:
+    def recover(self) -> bool:
         """After a run that ended out of step: end the worker if a peer died (its trial is then
-        re-queued), else restart the peers so the next run starts in step."""
+        re-queued), else restart the peers so the next run starts in step.
+
+        Returns:
+            Whether a peer ran out of memory (the caller handles it as its own OOM).
+        """
         deadline = time.monotonic() + DEATH_GRACE_S
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not self.peer_oom:
             for rank, peer in enumerate(self.peers, 1):
-                if peer.poll() is not None:
+                if peer.poll() == EXIT_PEER_OOM:
+                    self.peer_oom = True
+                elif peer.poll() is not None:
                     self._die(rank, peer)
             time.sleep(0.1)
+        oom, self.peer_oom = self.peer_oom, False
         log.warning("the group is out of step after a failed run: restarting its processes")
         self._teardown(graceful=False)
         self.start()
+        return oom
 
     def close(self) -> None:
         """Tell the peers to exit (or kill them when out of step) and leave the group."""

@@ -17,7 +17,7 @@ import sys
 from typing import Any
 
 from hpo.keys import ENV_THREADS
-from hpo.worker.group import COLLECTIVE_TIMEOUT, backend, never, rank_device
+from hpo.worker.group import COLLECTIVE_TIMEOUT, EXIT_PEER_OOM, backend, never, rank_device
 
 
 class _Stopped(Exception):
@@ -38,7 +38,7 @@ def _serve(rank: int, world: int, device_name: str) -> None:
     import torch
     import torch.distributed as dist
 
-    from hpo.trainer import Group, fit
+    from hpo.trainer import Group, fit, is_oom
 
     log = logging.getLogger("hpo.worker.peer")
     device = torch.device(device_name)
@@ -69,6 +69,10 @@ def _serve(rank: int, world: int, device_name: str) -> None:
         except _Stopped as exc:
             log.info("rank %d: %s (rank 0's decision)", rank, exc)
         except Exception as exc:  # noqa: BLE001 - rank 0 fails the trial and restarts the group
+            if is_oom(exc):  # rank 0 sees the exit code and splits the batch
+                log.warning("rank %d: out of memory: %s", rank, exc)
+                logging.shutdown()
+                os._exit(EXIT_PEER_OOM)
             log.warning("rank %d: run failed: %s: %s", rank, type(exc).__name__, exc)
 
 

@@ -164,10 +164,12 @@ def _fit_once(
         if group is not None:
             group.finished()
     except Exception as exc:
-        if group is not None and not group.synced:
-            group.recover()  # a dead peer ends this worker here; else the peers restart
-        if is_oom(exc) and spec.retry.on_oom == "accumulate":
+        # Out of step: a dead peer ends this worker here; else the peers restart.
+        peer_oom = group is not None and not group.synced and group.recover()
+        if (is_oom(exc) or peer_oom) and spec.retry.on_oom == "accumulate":
             return None
+        if peer_oom:
+            raise TrialError("oom", "out of memory on another rank of the group") from exc
         raise
     finally:
         reporter.best_model = checkpoints.best
