@@ -150,7 +150,7 @@ def test_a_pruned_trial_stops_both_ranks_and_a_failed_one_restarts_the_group(
 def test_killing_rank_1_requeues_the_trial_and_the_retry_resumes(
     write_spec, tmp_path: Path, models: Path
 ) -> None:
-    epochs = 6
+    epochs = 8  # the retry's kill lands after epoch 2, well before the last
     spec = _spec("killed", 2, train={**_spec("x", 2)["train"], "model": "models:paced"})
     spec["train"]["epochs"] = epochs
     url = f"sqlite:///{tmp_path / 'hpo.db'}"

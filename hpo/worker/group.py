@@ -112,7 +112,8 @@ class Leader:
         cmd = [sys.executable, "-m", "hpo.worker.peer", "--rank", str(rank)]
         cmd += ["--world", str(self.world), "--port", str(port), "--device", self.device]
         cmd += ["--index", str(self.index)]
-        # Its log lines go to this worker's log (stderr); it prints no events.
+        # Its log lines go to this worker's log (stderr); it prints no events. Started from the
+        # main thread: a peer's PR_SET_PDEATHSIG fires when the thread that started it ends.
         return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
 
     def _watch(self) -> None:
