@@ -70,7 +70,7 @@ class Leader:
         self.peers: list[subprocess.Popen[bytes]] = []
         self.synced = True  # every rank waits for the next job (False while a run goes on)
         self._closing = False
-        self._watcher: threading.Thread | None = None
+        self._generation = 0  # each start's watcher ends when the group is started again
         self.peer_oom = False  # a peer exited out of memory; rank 0 hears of it in recover()
 
     @property
@@ -94,9 +94,9 @@ class Leader:
             wait_for_workers=False,
         )  # fmt: skip
         self._closing = False
+        self._generation += 1
         self.peers = [self._spawn(rank, store.port) for rank in range(1, self.world)]
-        self._watcher = threading.Thread(target=self._watch, daemon=True)
-        self._watcher.start()
+        threading.Thread(target=self._watch, args=(self._generation,), daemon=True).start()
         dist.init_process_group(
             backend(self.device),
             store=store,
@@ -116,8 +116,8 @@ class Leader:
         # main thread: a peer's PR_SET_PDEATHSIG fires when the thread that started it ends.
         return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
 
-    def _watch(self) -> None:
-        while not self._closing:
+    def _watch(self, generation: int) -> None:
+        while not self._closing and generation == self._generation:
             for rank, peer in enumerate(list(self.peers), 1):
                 if peer.poll() is None or self._closing:
                     continue
