@@ -7,7 +7,9 @@
 # device README) and they are installed under /tmp/site first.
 #   1. benchmarks/trainer_gpu.py --auto-batch: TF32 / bf16 / fp16 / bf16 + auto batch, images/s
 #      and peak memory, ResNet-18 at 32 px and ResNet-50 at 224 px;
-#   2. `hpo run benchmarks/data/gpu_smoke.yaml`: the worker pinned to the GPU end to end.
+#   2. `hpo run benchmarks/data/gpu_smoke.yaml`: the worker pinned to the GPU end to end;
+#   3. with two GPUs or more, `hpo run benchmarks/data/gpu_smoke_ddp.yaml`: two GPUs per trial
+#      (NCCL), to hpo_run_ddp.log.
 set -u
 OUT=${OUT:-/tmp/hpo-gpu-check}
 mkdir -p "$OUT"
@@ -49,4 +51,16 @@ tail -n 30 "$work"/hpo-logs/*.log 2>/dev/null | tail -n 40
 (cd "$work" && python3 -m hpo status "$OLDPWD/benchmarks/data/gpu_smoke.yaml") >"$OUT/status.txt" 2>&1
 cat "$OUT/status.txt"
 cp "$work"/hpo-logs/*-w0.log "$OUT/worker0.log" 2>/dev/null
+
+echo "== hpo run, two GPUs per trial"
+if (($(nvidia-smi -L | wc -l) >= 2)); then
+    start=$(date +%s)
+    (cd "$work" && timeout "${RUN_TIMEOUT:-150}" python3 -m hpo run \
+        "$OLDPWD/benchmarks/data/gpu_smoke_ddp.yaml" --device cuda) >"$OUT/hpo_run_ddp.log" 2>&1
+    echo "hpo run (ddp) rc=$? in $(($(date +%s) - start)) s"
+    tail -n 15 "$OUT/hpo_run_ddp.log"
+    tail -n 20 "$work"/hpo-logs/*.log 2>/dev/null | tail -n 30
+else
+    echo "skipped: one GPU (gpus_per_trial: 2 needs two)"
+fi
 exit 0

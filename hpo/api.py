@@ -317,6 +317,8 @@ def validate(path: str | os.PathLike[str]) -> str:
         if spec.objective
         else f"{spec.train.model} on {spec.train.dataset}"
     )
+    if spec.resources.gpus_per_trial > 1:
+        mode += f" ({spec.resources.gpus_per_trial} GPUs per trial)"
     limits = [] if spec.n_trials is None else [f"{spec.n_trials} trials"]
     if spec.budget.max_epochs_total is not None:
         limits.append(f"{spec.budget.max_epochs_total} epochs")

@@ -73,7 +73,9 @@ class PlainProgress:
     ) -> None:
         self.state.spec, self.state.storage, self.state.budget = spec, storage, budget
         devices = ", ".join(
-            f"w{p.index}:{p.device}{'' if p.gpu is None else ':' + p.gpu}" for p in plans
+            f"w{p.index}:{p.device}{'' if p.gpu is None else ':' + p.gpu}"
+            + (f" ({p.ranks} processes)" if p.ranks > 1 else "")
+            for p in plans
         )
         limits = [] if budget is None else [f"{budget} trials"]
         if max_epochs is not None:

@@ -34,6 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 K8S = ROOT / "deploy" / "k8s"
+#: The overlay whose workers take two GPUs per trial.
+K8S_DDP = ROOT / "deploy" / "k8s-ddp"
 SBATCH = ROOT / "deploy" / "slurm" / "hpo-array.sbatch"
 #: The Compose Specification's schema, as vendored by the npm package dclint 3.1.0 (see README).
 COMPOSE_SCHEMA = Path(__file__).parent / "data" / "compose-spec.json"
@@ -480,6 +482,39 @@ def test_k8s_job_keeps_checkpoints_on_a_shared_volume() -> None:
     assert volume["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
 
 
+def _replaced(doc: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any]:
+    """``doc`` after a JSON patch (RFC 6902) of ``replace`` operations, each of an existing path."""
+    doc = json.loads(json.dumps(doc))
+    for op in ops:
+        assert op["op"] == "replace", op
+        parts = op["path"][1:].split("/")
+        *parents, last = [p.replace("~1", "/").replace("~0", "~") for p in parts]
+        node: Any = doc
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        key: Any = int(last) if isinstance(node, list) else last
+        assert key in node if isinstance(node, dict) else key < len(node), op["path"]
+        node[key] = op["value"]
+    return doc
+
+
+def test_k8s_ddp_overlay_gives_each_pod_the_gpus_of_one_trial() -> None:
+    """kubectl apply -k deploy/k8s-ddp: the base with the Job patched; every pod's GPU limit is
+    its study's gpus_per_trial, and its `hpo run` is valid."""
+    overlay = yaml.safe_load((K8S_DDP / "kustomization.yaml").read_text())
+    assert overlay["resources"] == ["../k8s"]
+    [patch] = overlay["patches"]
+    job = k8s("Job")
+    assert patch["target"] == {"kind": "Job", "name": job["metadata"]["name"]}
+    spec = _replaced(job, yaml.safe_load(patch["patch"]))["spec"]
+    assert spec["parallelism"] == spec["completions"] >= 1
+    [worker] = spec["template"]["spec"]["containers"]
+    hpo_run_args_are_valid(worker["args"])
+    study = yaml.safe_load((ROOT / worker["args"][1]).read_text())
+    per_trial = study["resources"]["gpus_per_trial"]
+    assert per_trial > 1 and worker["resources"]["limits"]["nvidia.com/gpu"] == per_trial
+
+
 def _job_wrapper() -> list[str]:
     """The Job container's command: ``sh -c SCRIPT hpo`` (the args follow)."""
     [worker] = k8s("Job")["spec"]["template"]["spec"]["containers"]
@@ -562,6 +597,7 @@ def test_sbatch_script_is_valid_bash_with_requeue_on_preemption() -> None:
     assert any(re.fullmatch(r"--signal=B:USR1@\d+", d) for d in directives)
     assert re.search(r"^trap .* TERM$", text, re.M) and re.search(r"^trap .* USR1$", text, re.M)
     assert "scontrol requeue" in text
+    assert "--gres=gpu:2" in text and "cifar10_resnet18_ddp.yaml" in text, "N GPUs per trial"
 
 
 # --- real runs against PostgreSQL ------------------------------------------------------------
@@ -682,3 +718,31 @@ def test_sbatch_script_joins_the_study_and_exits_0(
     assert list((tmp_path / "hpo-logs" / "4242_3").glob("*-w0.log")), "logs per array task"
     trials = optuna.load_study(study_name=unique_name, storage=postgres_url).get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+
+
+@pytest.mark.slow
+def test_sbatch_script_runs_a_study_of_two_processes_per_trial(tmp_path: Path) -> None:
+    """The script with a ``gpus_per_trial: 2`` study on a task without GPUs: one group of two
+    CPU processes (gloo) runs the trials."""
+    spec = yaml.safe_load((ROOT / "studies" / "lr_batch_ddp.yaml").read_text())
+    spec.update(budget={"n_trials": 2}, sampler={"type": "random", "seed": 0})
+    spec["train"]["epochs"] = 1
+    path = tmp_path / "ddp.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    url = f"sqlite:///{tmp_path / 'hpo.db'}"
+    env = clean_env(
+        {
+            "HPO_STORAGE": url,
+            "CUDA_VISIBLE_DEVICES": "",
+            "SLURM_SUBMIT_DIR": str(tmp_path),
+            "SLURM_ARRAY_JOB_ID": "77",
+            "SLURM_ARRAY_TASK_ID": "0",
+        }
+    )
+    proc = subprocess.run(
+        ["bash", str(SBATCH), str(path)], env=env, capture_output=True, text=True, timeout=240
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    trials = optuna.load_study(study_name="lr_batch_ddp", storage=url).get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    assert all(len(t.user_attrs["group_pids"]) == 2 for t in trials)

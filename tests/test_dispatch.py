@@ -96,3 +96,21 @@ def test_first_failures_never_stop_once_a_trial_went_otherwise(second: dict) -> 
     assert watch.see(_end(0, reason=BOOM)) is None
     assert watch.see(second) is None
     assert all(watch.see(_end(n, reason=BOOM)) is None for n in range(2, 8))
+
+
+def test_gpus_per_trial_pins_each_group_to_its_own_gpus() -> None:
+    plans = plan_workers("auto", None, None, ["0", "1", "2", "3", "4"], cpu_count=16, per_trial=2)
+    assert [p.env()["CUDA_VISIBLE_DEVICES"] for p in plans] == ["0,1", "2,3"]  # GPU 4 idles
+    assert all(p.ranks == 2 and p.threads == 4 for p in plans)  # 16 cores over 4 processes
+
+
+def test_fewer_gpus_than_one_trial_takes_is_a_usage_error() -> None:
+    with pytest.raises(SpecError, match=r"gpus_per_trial: 4 GPUs per trial, but this node has 2"):
+        plan_workers("auto", None, None, ["0", "1"], cpu_count=4, per_trial=4)
+
+
+def test_cpu_groups_split_the_default_workers_and_the_threads() -> None:
+    plans = plan_workers("cpu", None, None, [], cpu_count=4, per_trial=2)
+    assert [(p.device, p.ranks, p.threads) for p in plans] == [("cpu", 2, 1)] * 2
+    one = plan_workers("cpu", None, 1, [], cpu_count=4, per_trial=2)
+    assert [(p.ranks, p.threads) for p in one] == [(2, 2)]  # --workers counts groups

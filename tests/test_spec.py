@@ -11,6 +11,7 @@ import yaml
 from conftest import pg_study_count, tiny_spec
 from typer.testing import CliRunner
 
+from hpo import api
 from hpo.cli import app
 from hpo.errors import SpecError
 from hpo.spec import SAMPLER_EXTRAS, GridSpec, StudySpec, load_spec
@@ -420,3 +421,29 @@ def test_objective_module_resolves_from_the_working_directory(tmp_path: Path, mo
     result = runner.invoke(app, ["validate", str(spec_file)])
     assert result.exit_code == 0, result.output
     assert f"objective {name}:f (trial)" in result.output
+
+
+@pytest.mark.parametrize(
+    ("resources", "message"),
+    [
+        ({"gpus_per_trial": 0}, "resources.gpus_per_trial: must be greater than or equal to 1"),
+        ({"gpus_per_trial": "two"}, "resources.gpus_per_trial: must be a valid integer"),
+        ({"gpus": 2}, "resources.gpus: unknown key"),
+    ],
+)
+def test_bad_resources_are_one_line_naming_file_and_field(
+    write_spec, tmp_path: Path, resources: dict, message: str
+) -> None:
+    output = _run_bad(write_spec(tiny_spec(resources=resources)), tmp_path)
+    assert output.count("\n") == 1 and "study.yaml:25: " + message in output, output
+
+
+def test_gpus_per_trial_validates_and_needs_the_built_in_trainer(write_spec) -> None:
+    path = write_spec(tiny_spec(resources={"gpus_per_trial": 2}))
+    assert load_spec(path).resources.gpus_per_trial == 2
+    assert "cnn on digits (2 GPUs per trial)" in api.validate(path)
+    assert load_spec(write_spec(tiny_spec())).resources.gpus_per_trial == 1
+    (write_spec("def f(params, report):\n    return 1.0\n", "userobj2.py"))
+    objective = {"name": "o", "objective": "userobj2:f", "resources": {"gpus_per_trial": 2}}
+    with pytest.raises(SpecError, match="resources.gpus_per_trial: several processes per trial"):
+        load_spec(write_spec(objective))

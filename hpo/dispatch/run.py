@@ -150,6 +150,7 @@ def run_study(spec: StudySpec, options: RunOptions, observer: Observer) -> RunRe
         options.workers,
         detect_gpus() if options.device != "cpu" else [],
         _cpu_count(),
+        spec.resources.gpus_per_trial,
     )
     _prepare_data(spec)  # before the storage: missing data or weights leave it untouched
     if spec.logging.tensorboard == "auto" and not spec.tensorboard:

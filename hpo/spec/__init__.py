@@ -13,6 +13,7 @@ from hpo.spec.objective import (
     objective_form,
     objective_root,
 )
+from hpo.spec.resources import ResourcesSpec
 from hpo.spec.search import (
     SAMPLER_EXTRAS,
     AshaSpec,
@@ -64,6 +65,7 @@ __all__ = [
     "NsgaIISpec",
     "QmcSpec",
     "RandomSpec",
+    "ResourcesSpec",
     "RetrySpec",
     "StudySpec",
     "TpeSpec",

@@ -22,6 +22,7 @@ from hpo.errors import SpecError
 from hpo.spec.base import _at, _Frozen
 from hpo.spec.metric import Metrics, MetricSpec, metric_shorthand
 from hpo.spec.objective import load_objective, objective_dirs, objective_form
+from hpo.spec.resources import ResourcesSpec
 from hpo.spec.search import (
     SAMPLER_EXTRAS,
     AshaSpec,
@@ -167,6 +168,7 @@ class StudySpec(_Frozen):
     retry: RetrySpec = RetrySpec()
     artifacts: ArtifactSpec = ArtifactSpec()
     logging: LoggingSpec = Field(LoggingSpec(), description="TensorBoard event files per trial")
+    resources: ResourcesSpec = Field(ResourcesSpec(), description="GPUs (processes) per trial")
     storage: str | None = Field(None, description="storage URL (flag and HPO_STORAGE win)")
     space: dict[str, Param] = Field(default_factory=dict, description="parameters to tune")
     train: TrainConfig = Field(default_factory=TrainConfig, description="fixed training config")
@@ -225,6 +227,11 @@ class StudySpec(_Frozen):
         else:
             if "train" in self.model_fields_set:
                 raise _at(("train",), "a study with `objective` has no `train` block")
+            if self.resources.gpus_per_trial > 1:
+                raise _at(
+                    ("resources", "gpus_per_trial"),
+                    "several processes per trial need the built-in trainer, not `objective`",
+                )
             try:
                 objective_form(load_objective(self.objective, objective_dirs(spec_dir)))
             except ValueError as exc:

@@ -3,7 +3,8 @@
 Contract with the dispatcher: the worker process gets the validated spec as JSON on stdin, the
 storage URL in ``HPO_STORAGE`` (never on the command line), and its GPU through
 ``CUDA_VISIBLE_DEVICES``. It prints one JSON event per line on stdout and logs to stderr.
-Exit codes: 0 budget or deadline reached (or stopped by SIGTERM), 130 Ctrl-C, 1 fatal error.
+Exit codes: 0 budget or deadline reached (or stopped by SIGTERM), 130 Ctrl-C, 1 fatal error,
+3 a process of its group died (``resources.gpus_per_trial`` > 1, see :mod:`hpo.worker.group`).
 """
 
 from __future__ import annotations

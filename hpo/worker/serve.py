@@ -26,6 +26,7 @@ from hpo.study import (
     root_number,
     set_user_attrs,
 )
+from hpo.worker.group import Leader
 from hpo.worker.trial import Emit, TrialOutcome, run_trial
 
 log = logging.getLogger(__name__)
@@ -44,11 +45,13 @@ class WorkerContext:
     artifacts: str | None = None  # artifact store location; default: the spec's artifacts.path
 
 
-def _record_start(trial: optuna.Trial, ctx: WorkerContext, device_name: str) -> None:
-    set_user_attrs(
-        trial,
-        {"node": ctx.node, "worker": ctx.index, "pid": os.getpid(), "device": device_name},
-    )
+def _record_start(
+    trial: optuna.Trial, ctx: WorkerContext, device_name: str, group: Leader | None
+) -> None:
+    attrs = {"node": ctx.node, "worker": ctx.index, "pid": os.getpid(), "device": device_name}
+    if group is not None:  # rank 0 first; its pid above is the one a dead worker is known by
+        attrs["group_pids"] = group.pids
+    set_user_attrs(trial, attrs)
 
 
 def _finish_or_skip(
@@ -136,8 +139,20 @@ def run_worker(ctx: WorkerContext, stop: threading.Event, emit: Emit) -> int:
     """Run trials until none is waiting, the epoch budget is spent, the deadline passes or
     ``stop`` is set.
 
-    Returns the process exit code: 0 normally, 130 when interrupted by Ctrl-C.
+    Returns the process exit code: 0 normally, 130 when interrupted by Ctrl-C. With
+    ``resources.gpus_per_trial`` N > 1 this process is rank 0 of a group of N (see
+    :mod:`hpo.worker.group`); a peer's death ends it with ``EXIT_RANK_DIED``.
     """
+    world = ctx.spec.resources.gpus_per_trial if ctx.spec.objective is None else 1
+    group = Leader(world, ctx.device, ctx.index).start() if world > 1 else None
+    try:
+        return _trials(ctx, stop, emit, group)
+    finally:
+        if group is not None:
+            group.close()
+
+
+def _trials(ctx: WorkerContext, stop: threading.Event, emit: Emit, group: Leader | None) -> int:
     handle = load(ctx.spec, ctx.storage_url)
     study, storage = handle.study, handle.storage
     # The study's epoch budget as stored, whatever this node's spec says (as for n_trials).
@@ -161,10 +176,10 @@ def run_worker(ctx: WorkerContext, stop: threading.Event, emit: Emit) -> int:
         # The heartbeat starts first: a RUNNING trial without any heartbeat is never judged
         # stale, so a worker killed right after claiming must already have written one.
         with heartbeat(trial, storage):
-            _record_start(trial, ctx, device_name)
+            _record_start(trial, ctx, device_name, group)
             key = root_number(frozen_trial(trial))
             outcome = run_trial(
-                trial, ctx.spec, ctx.device, stop, emit, files, key, meter, artifacts
+                trial, ctx.spec, ctx.device, stop, emit, files, key, meter, artifacts, group
             )
             _finish_or_skip(study, trial, outcome, ctx, files, key)
         emit(

@@ -11,6 +11,7 @@ from hpo.errors import TrialError
 from hpo.spec import StudySpec, TrainConfig, trial_config
 from hpo.study import TrialFiles
 from hpo.trainer import is_oom
+from hpo.worker.group import Leader, never
 from hpo.worker.reporter import TrialReporter
 from hpo.worker.values import Value
 
@@ -66,14 +67,32 @@ class _Checkpoints:
             return None
 
 
+def _deciding(reporter: TrialReporter, group: Leader) -> Any:
+    """Rank 0's ``on_epoch``: report (which may prune or stop), then tell every rank."""
+
+    def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+        try:
+            reporter.on_epoch(epoch, metrics)
+        except BaseException:
+            group.decide(stop=True)
+            raise
+        group.decide(stop=False)
+
+    return on_epoch
+
+
 def train_trial(
     params: dict[str, Any],
     reporter: TrialReporter,
     device: str,
     files: TrialFiles | None,
     key: int,
+    group: Leader | None = None,
 ) -> Value:
     """Train one trial to its value; resumes a crashed predecessor from its last checkpoint.
+
+    ``group``: this process is rank 0 of a data-parallel group (``gpus_per_trial`` > 1); every
+    training run (the first, and each after an out-of-memory split) is sent to the other ranks.
 
     Raises:
         TrialError: out of memory with ``retry.on_oom: fail``, or at micro-batch size 1.
@@ -89,7 +108,7 @@ def train_trial(
         # Now, not with the trial's other attrs at its end: a retry killed again still says so.
         reporter.trial.set_user_attr("resumed_from_epoch", len(resume["history"]))
     while True:
-        outcome = _fit_once(config, reporter, device, checkpoints, resume)
+        outcome = _fit_once(config, reporter, device, checkpoints, resume, group)
         if outcome is not None:
             return outcome
         smaller = split_batch(config) if spec.retry.on_oom == "accumulate" else None
@@ -117,6 +136,7 @@ def _fit_once(
     device: str,
     checkpoints: _Checkpoints,
     resume: dict[str, Any] | None,
+    group: Leader | None = None,
 ) -> Value | None:
     """One training run; None when it ran out of memory (the caller shrinks the batch)."""
     import torch
@@ -125,19 +145,31 @@ def _fit_once(
 
     spec = reporter.spec
     checkpoints.best = resume.get("best") if resume else None
+    monitor = (spec.metrics[0].name, spec.metrics[0].direction)
+    on_epoch, should_stop = reporter.on_epoch, reporter.stop.is_set
+    if group is not None:  # every rank runs the same job; rank 0's checkpoint is everyone's
+        group.run({"config": config, "monitor": monitor, "resume": resume})
+        on_epoch, should_stop = _deciding(reporter, group), never
     try:
         result = fit(
             config,
             torch.device(device),
-            reporter.on_epoch,
-            should_stop=reporter.stop.is_set,
-            monitor=(spec.metrics[0].name, spec.metrics[0].direction),
+            on_epoch,
+            should_stop=should_stop,
+            monitor=monitor,
             resume=resume,
             on_checkpoint=checkpoints,
+            group=None if group is None else group.group,
         )
+        if group is not None:
+            group.finished()
     except Exception as exc:
-        if is_oom(exc) and spec.retry.on_oom == "accumulate":
+        # Out of step: a dead peer ends this worker here; else the peers restart.
+        peer_oom = group is not None and not group.synced and group.recover()
+        if (is_oom(exc) or peer_oom) and spec.retry.on_oom == "accumulate":
             return None
+        if peer_oom:
+            raise TrialError("oom", "out of memory on another rank of the group") from exc
         raise
     finally:
         reporter.best_model = checkpoints.best

@@ -24,6 +24,7 @@ from hpo.checkpoints import bind
 from hpo.errors import EpochBudgetSpent, Interrupted, StorageError, TrialError
 from hpo.spec import StudySpec, load_objective, objective_form
 from hpo.study import EPOCH_BUDGET_SPENT, EpochMeter, TrialFiles, suggest
+from hpo.worker.group import Leader
 from hpo.worker.reporter import Emit, Report, TrialReporter
 from hpo.worker.training import free_memory, train_trial
 from hpo.worker.values import Value, as_told, as_values
@@ -75,19 +76,21 @@ def run_trial(
     key: int | None = None,
     epochs: EpochMeter | None = None,
     artifacts: str | None = None,
+    group: Leader | None = None,
 ) -> TrialOutcome:
     """Run ``trial`` to an outcome; never raises for a trial-level failure.
 
     ``files`` holds checkpoints and best models; ``key`` is the original trial's number, under
     which a retry finds its predecessor's checkpoint; ``epochs`` counts each epoch trained
     against the study's epoch budget; ``artifacts`` is the artifact store's location, under
-    which the trial writes its TensorBoard run (when the spec's ``logging`` says so).
+    which the trial writes its TensorBoard run (when the spec's ``logging`` says so);
+    ``group``: this process is rank 0 of the trial's data-parallel group.
     """
     key = trial.number if key is None else key
     path = board.logdir(artifacts, spec.name, key) if artifacts and spec.tensorboard else None
     reporter = TrialReporter(trial, spec, stop, emit, epochs, board_path=path)
     try:
-        outcome = _attempt(reporter, device, files, key)
+        outcome = _attempt(reporter, device, files, key, group)
     except BaseException:
         reporter.close_board(None)  # the worker's own error (the storage): close the file
         raise
@@ -101,14 +104,18 @@ def run_trial(
 
 
 def _attempt(
-    reporter: TrialReporter, device: str, files: TrialFiles | None, key: int
+    reporter: TrialReporter,
+    device: str,
+    files: TrialFiles | None,
+    key: int,
+    group: Leader | None = None,
 ) -> TrialOutcome:
     trial, spec = reporter.trial, reporter.spec
     try:
         params = suggest(trial, spec)
         reporter.emit({"event": "trial_start", "trial": trial.number, "params": params})
         if spec.objective is None:
-            value = train_trial(params, reporter, device, files, key)
+            value = train_trial(params, reporter, device, files, key, group)
         else:
             value = _objective(params, reporter, files, key)
         return TrialOutcome(
