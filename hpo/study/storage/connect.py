@@ -7,11 +7,13 @@ import fcntl
 import functools
 import logging
 import os
+import random
+import time
 import warnings
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import optuna
 import sqlalchemy
@@ -31,6 +33,8 @@ from hpo.study.storage.proxy import open_proxy
 Storage = ResilientRDBStorage | BaseStorage
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: The embedded default: a SQLite file in the working directory, safe for several local worker
 #: processes (WAL, BEGIN IMMEDIATE) and readable by ``optuna-dashboard sqlite:///hpo.db``.
@@ -87,6 +91,38 @@ PG_CONNECT_ARGS: dict[str, Any] = {
 }
 
 
+#: Servers (by URL) that refused the libpq ``options`` startup parameter: PgBouncer does
+#: ("unsupported startup parameter: options"). Their connections are opened without it, so the
+#: statement timeout is then the pooler's ``query_timeout`` (README: "Large fleets").
+_NO_OPTIONS: set[str] = set()
+
+
+def _refuses_options(exc: BaseException) -> bool:
+    """True for a connect refused because of the ``options`` startup parameter."""
+    return any(
+        "unsupported startup parameter" in str(e) for e in (exc, exc.__cause__) if e is not None
+    )
+
+
+def _without_refused_options(url: str, call: Callable[[], T]) -> T:
+    """``call()``; when the server refuses the ``options`` startup parameter, once more with
+    connections opened without it (``call`` reads :data:`_NO_OPTIONS` through
+    :func:`_engine_kwargs`)."""
+    try:
+        return call()
+    except (sqlalchemy.exc.DBAPIError, optuna.exceptions.StorageInternalError) as exc:
+        # Optuna wraps a connect that fails inside its session in StorageInternalError.
+        if url in _NO_OPTIONS or not _refuses_options(exc):
+            raise
+    _NO_OPTIONS.add(url)
+    log.info(
+        "%s refuses the startup parameter 'options' (a connection pooler): connecting without "
+        "it, so the server's or pooler's statement timeout applies",
+        redact(url),
+    )
+    return call()
+
+
 def _engine_kwargs(url: str) -> dict[str, Any]:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -102,7 +138,8 @@ def _engine_kwargs(url: str) -> dict[str, Any]:
         "pool_recycle": 3600,
     }
     if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() == "psycopg2":
-        kwargs["connect_args"] = {k: v for k, v in PG_CONNECT_ARGS.items() if k not in parsed.query}
+        skip = set(parsed.query) | ({"options"} if url in _NO_OPTIONS else set())
+        kwargs["connect_args"] = {k: v for k, v in PG_CONNECT_ARGS.items() if k not in skip}
     return kwargs
 
 
@@ -130,24 +167,51 @@ def _reentrant(
             del _HELD[key]
 
 
+#: Between two tries of a taken advisory lock: from 5 ms, doubling, up to 200 ms.
+_LOCK_POLL = (0.005, 0.2)
+
+
+def _try_xact_lock(conn: sqlalchemy.Connection, key: int) -> bool:
+    """One try in a transaction of its own: True leaves the transaction open, holding the
+    lock; False ends it, so a waiter holds no server connection of a pooler between tries."""
+    got = conn.execute(sqlalchemy.text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key})
+    if got.scalar_one():
+        return True
+    conn.rollback()
+    return False
+
+
 @contextlib.contextmanager
-def _pg_advisory(
-    engine: sqlalchemy.Engine, key: int, outage: float, opening: bool = False
-) -> Iterator[None]:
+def _pg_advisory(url: str, key: int, outage: float, opening: bool = False) -> Iterator[None]:
+    """A transaction-scoped advisory lock on a connection of its own, polled, never waited
+    for in a statement: safe behind a transaction-pooling PgBouncer (the lock lives as long
+    as the transaction that pins one server connection, and no session state is set), and
+    no statement timeout cuts a long wait. Released by the commit, or by the server when the
+    connection is lost."""
     retryable = is_busy_server if opening else is_connection_error
+
+    def connect() -> sqlalchemy.Connection:
+        return _without_refused_options(
+            url, lambda: _lock_engine(url, url in _NO_OPTIONS).connect()
+        )
+
     try:
-        conn = ride_out(engine.connect, outage, retryable=retryable)
+        conn = ride_out(connect, outage, retryable=retryable)
     except sqlalchemy.exc.DBAPIError as exc:
-        raise _cannot_open(str(engine.url), exc) from None
+        raise _cannot_open(url, exc) from None
+
+    def rollback() -> None:
+        with contextlib.suppress(sqlalchemy.exc.DBAPIError):
+            conn.rollback()
+
     try:
-        # A lock is waited for as long as its holder needs (its own calls are bounded), not
-        # cut off by the statement timeout meant for a dead link.
-        conn.execute(sqlalchemy.text("SET statement_timeout = 0"))
-        conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+        delay = _LOCK_POLL[0]
+        while not ride_out(lambda: _try_xact_lock(conn, key), outage, on_failure=rollback):
+            time.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, _LOCK_POLL[1])
         yield
     finally:
         with contextlib.suppress(sqlalchemy.exc.DBAPIError):
-            conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
             conn.commit()
         conn.close()
 
@@ -163,14 +227,17 @@ def _file_lock(path: str) -> Iterator[None]:
 
 
 @functools.cache
-def _lock_engine(url: str) -> sqlalchemy.Engine:
-    """Connections for advisory locks, opened per lock and closed after it.
+def _lock_engine(url: str, plain: bool = False) -> sqlalchemy.Engine:
+    """Connections for advisory locks, opened per lock and closed after it (``plain``: without
+    the ``options`` startup parameter a pooler refuses).
 
     Never the storage's own pool: the work done under a lock needs that pool's connection,
     and a lock held on it would leave a process that may not open another (a server out of
     connection slots) waiting on itself while every other process waits on its lock.
     """
     connect_args = _engine_kwargs(url).get("connect_args", {})
+    if plain:
+        connect_args = {k: v for k, v in connect_args.items() if k != "options"}
     return sqlalchemy.create_engine(
         url, poolclass=sqlalchemy.pool.NullPool, connect_args=connect_args
     )
@@ -185,7 +252,8 @@ def schema_lock(url: str, outage: float = 300.0) -> Iterator[None]:
     """Held while Optuna's tables are created and a study is created or joined, across every
     process and node on the database, so that simultaneous starts never race.
 
-    PostgreSQL: a session advisory lock on a connection of its own. SQLite: an flock beside the
+    PostgreSQL: a transaction-scoped advisory lock on a connection of its own (safe behind a
+    transaction-pooling PgBouncer). SQLite: an flock beside the
     database file (the same one as :func:`study_lock`: one host, one lock). Other databases:
     no lock.
     """
@@ -198,9 +266,8 @@ def schema_lock(url: str, outage: float = 300.0) -> Iterator[None]:
         with _reentrant(path, lambda: _file_lock(path)):
             yield
     elif backend == "postgresql":
-        engine = _lock_engine(url)
         with _reentrant(
-            f"{url}#{_SCHEMA_KEY}", lambda: _pg_advisory(engine, _SCHEMA_KEY, outage, opening=True)
+            f"{url}#{_SCHEMA_KEY}", lambda: _pg_advisory(url, _SCHEMA_KEY, outage, opening=True)
         ):
             yield
     else:
@@ -256,7 +323,9 @@ def open_storage(
 
     try:
         with schema_lock(url, outage) if create_tables else contextlib.nullcontext():
-            storage = ride_out(construct, outage, retryable=is_busy_server)
+            storage = _without_refused_options(
+                url, lambda: ride_out(construct, outage, retryable=is_busy_server)
+            )
     except sqlalchemy.exc.DBAPIError as exc:
         raise _cannot_open(url, exc) from None
     except ImportError as exc:
@@ -270,8 +339,9 @@ def open_storage(
 def study_lock(storage: Storage, study_name: str) -> Iterator[bool]:
     """A lock held across processes and nodes while a study's budget is topped up.
 
-    PostgreSQL: a session advisory lock. SQLite: an flock beside the database file. Yields
-    False where no lock can be taken (a gRPC proxy, other databases).
+    PostgreSQL: a transaction-scoped advisory lock, as :func:`schema_lock`. SQLite: an flock
+    beside the database file. Yields False where no lock can be taken (a gRPC proxy, other
+    databases).
     """
     if not isinstance(storage, RDBStorage):
         yield False
@@ -281,8 +351,7 @@ def study_lock(storage: Storage, study_name: str) -> Iterator[bool]:
     outage = getattr(storage, "outage_seconds", 300.0)
     if url.get_backend_name() == "postgresql":
         plain = url.render_as_string(hide_password=False)
-        engine = _lock_engine(plain)
-        with _reentrant(f"{plain}#{key}", lambda: _pg_advisory(engine, key, outage)):
+        with _reentrant(f"{plain}#{key}", lambda: _pg_advisory(plain, key, outage)):
             yield True
     elif url.get_backend_name() == "sqlite" and url.database:
         path = f"{url.database}.lock"
@@ -290,6 +359,17 @@ def study_lock(storage: Storage, study_name: str) -> Iterator[bool]:
             yield True
     else:
         yield False
+
+
+def behind_pooler(storage: Storage) -> bool:
+    """True for a database reached through a pooler that refused libpq ``options`` (PgBouncer):
+    there the server's free connections say nothing about how many clients it takes."""
+    if not isinstance(storage, RDBStorage):
+        return False
+    url = storage.engine.url.render_as_string(hide_password=False)
+    return url in _NO_OPTIONS or any(
+        make_url(u).render_as_string(hide_password=False) == url for u in _NO_OPTIONS
+    )
 
 
 def connection_headroom(storage: Storage, needed: int) -> str | None:
