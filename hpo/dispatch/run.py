@@ -23,9 +23,11 @@ from hpo.keys import ENV_ARTIFACTS, ENV_NODE
 from hpo.models import model_entry
 from hpo.spec import ENV_OBJECTIVE_PATH, StudySpec, objective_root
 from hpo.study import (
+    NODE_LOSS_WARNING,
     EpochCount,
     Snapshot,
     StudyHandle,
+    behind_pooler,
     budget_used,
     connection_headroom,
     describe_setup,
@@ -119,6 +121,8 @@ def _release_orphans(
 
 
 def _check_connections(handle: StudyHandle, workers: int) -> None:
+    if behind_pooler(handle.storage):  # the pooler holds the server's connections
+        return
     # One kept open by each worker and by this process, and a few opened for a moment (a lock,
     # a heartbeat written while the trial loop writes).
     try:
@@ -175,7 +179,10 @@ def run_study(spec: StudySpec, options: RunOptions, observer: Observer) -> RunRe
             }
         )
         return RunResult(0, snapshot(handle.study), [])
-    _check_connections(handle, len(plans))
+    if options.storage_url.startswith("grpc://"):
+        log.warning("%s", NODE_LOSS_WARNING)
+    else:
+        _check_connections(handle, len(plans))
     timeout = options.timeout or spec.budget.timeout
     deadline = time.time() + timeout if timeout else None
     first = FirstFailures(min(FIRST_FAILURES, budget or FIRST_FAILURES))

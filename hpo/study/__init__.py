@@ -56,6 +56,7 @@ from hpo.study.search.build import build_pruner, build_sampler, suggest, worker_
 from hpo.study.search.warm import check as check_warm_start
 from hpo.study.storage.connect import (
     ENV_STORAGE,
+    behind_pooler,
     connection_headroom,
     open_storage,
     quiet_optuna,
@@ -64,6 +65,7 @@ from hpo.study.storage.connect import (
     schema_lock,
     study_lock,
 )
+from hpo.study.storage.proxy import NODE_LOSS_WARNING
 from hpo.study.storage.proxy import serve as serve_proxy
 from hpo.study.summary import (
     STATES,
@@ -115,6 +117,8 @@ __all__ = [
     "fail_stale",
     "enqueue_retry",
     "schema_lock",
+    "NODE_LOSS_WARNING",
+    "behind_pooler",
     "connection_headroom",
     "refill",
     "load",

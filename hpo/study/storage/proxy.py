@@ -3,8 +3,9 @@
 ``hpo proxy --storage postgresql+psycopg2://... --port 13000`` serves the study storage; workers
 then use ``--storage grpc://proxy-host:13000``. The proxy speaks plain gRPC without TLS: bind it
 to a private network. Workers behind it have no heartbeats (Optuna's proxy does not carry them),
-so a node lost without its supervisor is not recovered automatically; a crashed worker process
-still is, by its node's supervisor.
+so a node lost without its supervisor is not recovered automatically (``hpo run`` says so once,
+:data:`NODE_LOSS_WARNING`); a crashed worker process still is, by its node's supervisor.
+PgBouncer in transaction mode is the path for large fleets that keeps heartbeats.
 """
 
 from __future__ import annotations
@@ -16,6 +17,13 @@ from optuna.storages import BaseStorage
 from hpo.errors import SpecError, StorageError
 
 log = logging.getLogger(__name__)
+
+
+#: What ``hpo run`` says once when its storage is a proxy.
+NODE_LOSS_WARNING = (
+    "node loss is not detected through the gRPC proxy (no heartbeats): trials of a node lost "
+    "without its supervisor stay RUNNING; for large fleets use PgBouncer (README: Large fleets)"
+)
 
 
 def parse_grpc_url(url: str) -> tuple[str, int]:
