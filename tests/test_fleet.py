@@ -172,6 +172,7 @@ def test_workers_share_postgres_through_the_grpc_proxy(
         proxy.wait(timeout=30)
 
     assert node.returncode == 0, out
+    assert out.count("warning: node loss is not detected through the gRPC proxy") == 1, out
     trials = trials_of(postgres_url, unique_name)
     assert len(trials) == 5 and all(t.state == TrialState.COMPLETE for t in trials)
     assert {t.user_attrs["worker"] for t in trials} == {0, 1}

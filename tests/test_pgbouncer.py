@@ -137,7 +137,13 @@ def test_a_fleet_through_pgbouncer_runs_the_exact_budget_once(
     outs = [finish(p) for p in nodes]
 
     assert [p.returncode for p in nodes] == [0, 0], outs
-    assert not any("Traceback" in out or "warning:" in out for out in outs), outs
+    warnings = [
+        line
+        for out in outs
+        for line in out.splitlines()
+        if line.startswith("warning:") and "plain Optuna paths" not in line  # HPO_FAST_PATHS=0
+    ]
+    assert not warnings and not any("Traceback" in out for out in outs), outs
     trials = trials_of(bouncer.url, name)
     points = collections.Counter(json.dumps(t.params, sort_keys=True) for t in trials)
     assert len(trials) == 36 and max(points.values()) == 1
