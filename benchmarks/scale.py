@@ -8,6 +8,14 @@ errors, and duplicates (a grid study: any grid point run twice).
     python benchmarks/scale.py --workers 1,4,16,64 --trials-per-worker 8
     HPO_BENCH_POSTGRES=postgresql+psycopg2://postgres@127.0.0.1:5432/test (default)
 
+``--fleet`` (root, ip netns, pgbouncer, initdb): nodes in network namespaces against a private
+server with max_connections 100, through PgBouncer in transaction mode (with one node killed
+mid-run: its trials must be found stale and retried) and through ``hpo proxy``; per run: exit
+codes, exact budget, duplicates, failed trials, trials/s, report p50/p99, peak server
+connections, memory per worker (benchmarks/_fleet.py):
+
+    python benchmarks/scale.py --fleet --nodes 4 --pooled-workers 256 --proxy-workers 128
+
 Prints JSON, then one summary line.
 """
 
@@ -26,6 +34,7 @@ import time
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import optuna
 import sqlalchemy
@@ -158,8 +167,16 @@ def main() -> None:
     parser.add_argument("--workers", default="1,4,16,64")
     parser.add_argument("--trials-per-worker", type=int, default=20)
     parser.add_argument("--no-proxy", action="store_true", help="skip the gRPC proxy runs")
+    parser.add_argument("--fleet", action="store_true", help="the fleet runs (see above)")
+    parser.add_argument("--nodes", type=int, default=4, help="--fleet: nodes (namespaces)")
+    parser.add_argument("--pooled-workers", type=int, default=256, help="--fleet: via PgBouncer")
+    parser.add_argument("--proxy-workers", type=int, default=128, help="--fleet: via the proxy")
+    parser.add_argument("--pool-size", type=int, default=40, help="--fleet: PgBouncer pool")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if args.fleet:
+        fleet_main(args)
+        return
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in (int(w) for w in args.workers.split(",")):
@@ -174,6 +191,41 @@ def main() -> None:
         for r in rows
     ]
     print("scale: " + "; ".join(summary))
+
+
+def fleet_main(args: argparse.Namespace) -> None:
+    from _fleet import Fleet, run_fleet
+
+    fleet = Fleet(args.nodes, args.pool_size)
+    rows = []
+    plan = [("pgbouncer", args.pooled_workers, True)]
+    if not args.no_proxy and args.proxy_workers:
+        plan.append(("proxy", args.proxy_workers, False))
+    try:
+        for via, total, cut in plan:
+            per_node = total // args.nodes
+            rows.append(run_fleet(fleet, via, args.nodes, per_node, args.trials_per_worker, cut))
+            print(json.dumps(rows[-1], default=str), file=sys.stderr)
+    finally:
+        fleet.close()
+    print(json.dumps({"cpu_cores": os.cpu_count(), "runs": rows}, indent=2, default=str))
+    print("scale fleet: " + "; ".join(_fleet_line(r) for r in rows))
+
+
+def _fleet_line(r: dict[str, Any]) -> str:
+    cut = r.get("cut") or {}
+    line = (
+        f"{r['workers']}w/{r['nodes']} nodes/{r['via']}: exits {r['exit_codes']}, "
+        f"{r['complete']}/{r['budget']} complete, {r['duplicates']} dup, {r['failed']} failed, "
+        f"{r['trials_per_s']} trials/s, p50/p99 {r['report_ms_p50']}/{r['report_ms_p99']} ms, "
+        f"{r['peak_server_connections']} server conns, {r['worker_pss_mb_mean']} MB PSS/worker"
+    )
+    if cut:
+        line += (
+            f", killed node: {len(cut['running_at_kill'])} running -> {cut['failed_stale']} "
+            f"stale in {cut['detected_s']} s, {cut['retried_complete']} retried"
+        )
+    return line
 
 
 if __name__ == "__main__":
