@@ -155,8 +155,12 @@ def k8s_docs() -> Iterator[tuple[Path, dict[str, Any]]]:
                 yield path, doc
 
 
-def k8s(kind: str) -> dict[str, Any]:
-    [doc] = [d for _, d in k8s_docs() if d["kind"] == kind]
+def k8s(kind: str, name: str | None = None) -> dict[str, Any]:
+    [doc] = [
+        d
+        for _, d in k8s_docs()
+        if d["kind"] == kind and name in (None, d.get("metadata", {}).get("name"))
+    ]
     return doc
 
 
@@ -206,15 +210,11 @@ def test_schema_catches_a_broken_compose_file() -> None:
 
 def test_profiles_split_head_gpu_nodes_and_laptop() -> None:
     services = compose()["services"]
-    assert active(services, {"head"}) == {"postgres", "storage-init", "dashboard"}
+    head = {"postgres", "pgbouncer", "storage-init", "dashboard"}
+    assert active(services, {"head"}) == head
     assert active(services, {"worker"}) == {"worker"}
-    assert active(services, {"head", "worker"}) == {
-        "postgres",
-        "storage-init",
-        "dashboard",
-        "worker",
-    }
-    assert active(services, {"cpu"}) == {"postgres", "storage-init", "dashboard", "worker-cpu"}
+    assert active(services, {"head", "worker"}) == head | {"worker"}
+    assert active(services, {"cpu"}) == head | {"worker-cpu"}
     assert active(services, set()) == set(), "nothing starts without a profile"
     for profiles in ({"head"}, {"worker"}, {"head", "worker"}, {"cpu"}):
         running = active(services, profiles)
@@ -239,6 +239,24 @@ def test_postgres_is_healthchecked_persistent_and_takes_its_password_from_env() 
     for env in (unset, read_env_file(ROOT / ".env.example")):
         with pytest.raises(ValueError, match=PASSWORD_VAR):
             interpolate(yaml.safe_load(COMPOSE.read_text()), env)
+
+
+@pytest.mark.parametrize("name", ["worker", "worker-cpu"])
+def test_workers_reach_postgres_through_pgbouncer_in_transaction_mode(name: str) -> None:
+    """The large-fleet path of the README: workers are PgBouncer's clients; the dashboard and
+    the schema step keep their direct connection."""
+    services = compose()["services"]
+    bouncer = services["pgbouncer"]
+    env = bouncer["environment"]
+    assert env["POOL_MODE"] == "transaction" and env["DB_HOST"] == "postgres"
+    assert bouncer["depends_on"]["postgres"]["condition"] == "service_healthy"
+    pool = int(env["DEFAULT_POOL_SIZE"])
+    max_connections = int(services["postgres"]["command"][-1].split("=")[1])
+    assert pool + 15 + 10 <= max_connections, "the pool, the dashboard and a margin fit"
+    storage = services[name]["environment"]["HPO_STORAGE"]
+    assert storage == f"postgresql+psycopg2://hpo@pgbouncer:{env['LISTEN_PORT']}/hpo"
+    assert services[name]["depends_on"]["pgbouncer"]["required"] is False
+    assert "@postgres:5432/" in services["dashboard"]["command"][0]
 
 
 @pytest.mark.parametrize("name", ["worker", "worker-cpu"])
@@ -434,13 +452,35 @@ def test_k8s_postgres_and_dashboard_are_wired() -> None:
     assert pg["spec"]["volumeClaimTemplates"]
     services = {d["metadata"]["name"]: d for _, d in k8s_docs() if d["kind"] == "Service"}
     assert pg["spec"]["serviceName"] in services
-    dash = k8s("Deployment")
+    dash = k8s("Deployment", "hpo-dashboard")
     pod = dash["spec"]["template"]
     [svc] = [s for s in services.values() if s["spec"]["selector"] == pod["metadata"]["labels"]]
     assert svc["spec"]["type"] == "ClusterIP", "reached through kubectl port-forward only"
     [init] = pod["spec"]["initContainers"]
     compose_init = compose()["services"]["storage-init"]["entrypoint"]
     assert init["command"] == compose_init, "the same schema step as in compose"
+
+
+def test_k8s_pods_reach_postgres_through_pgbouncer_in_transaction_mode() -> None:
+    bouncer = k8s("Deployment", "hpo-pgbouncer")
+    [container] = bouncer["spec"]["template"]["spec"]["containers"]
+    env = {v["name"]: v.get("value") for v in container["env"]}
+    assert env["POOL_MODE"] == "transaction"
+    services = {d["metadata"]["name"]: d for _, d in k8s_docs() if d["kind"] == "Service"}
+    assert env["DB_HOST"] in services, "PgBouncer reaches the postgres Service"
+    [svc] = [
+        s
+        for s in services.values()
+        if s["spec"]["selector"] == bouncer["spec"]["template"]["metadata"]["labels"]
+    ]
+    port = svc["spec"]["ports"][0]["port"]
+    assert str(port) == env["LISTEN_PORT"]
+    [generator] = k8s("Kustomization")["secretGenerator"]
+    storage = read_env_file(K8S / f"{generator['envs'][0]}.example")["HPO_STORAGE"]
+    assert storage == f"postgresql+psycopg2://hpo@{svc['metadata']['name']}:{port}/hpo"
+    [pg] = k8s("StatefulSet")["spec"]["template"]["spec"]["containers"]
+    max_connections = int(pg["args"][-1].split("=")[1])
+    assert int(env["DEFAULT_POOL_SIZE"]) + 15 + 10 <= max_connections
 
 
 def test_k8s_job_is_indexed_one_gpu_per_pod_and_preemption_is_retried() -> None:
