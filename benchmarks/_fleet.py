@@ -212,15 +212,21 @@ def run_fleet(
     sampler = Sampler(fleet.server.url, tag)
     sampler.start()
     started = time.perf_counter()
+    storage = optuna.storages.RDBStorage(fleet.server.url)  # one pool for the polls
     procs = []
     for i, link in enumerate(links):
+        if i == 1 and proxy:
+            # Through the proxy no lock is shared: nodes started at one instant may each see
+            # the study new and each enqueue the whole budget (measured: 768 trials enqueued
+            # for 384 grid points, 500+ ran). The first node creates it, then the others join.
+            _wait_for_study(storage, name)
         node = f"n{i}-{tag}"
         url = f"grpc://{link.host_ip}:{port}" if proxy else fleet.pooled_url(link)
         cmd = ["ip", "netns", "exec", link.ns, *_hpo_run(spec, url, workers, node, tmp)]
         out = open(tmp / f"{node}.out", "w")  # noqa: SIM115 - closed with the run
         procs.append(subprocess.Popen(cmd, env=_node_env(lat_dir, node), stdout=out, stderr=out))
     victim = f"n{len(links) - 1}-{tag}"
-    killed = _cut(fleet.server.url, name, links[-1], victim, budget) if cut else None
+    killed = _cut(storage, name, links[-1], victim, budget, workers) if cut else None
     codes = [p.wait() for p in procs]
     wall = time.perf_counter() - started
     sampler.stop.set()
@@ -228,7 +234,7 @@ def run_fleet(
     if proxy:
         proxy.terminate()
         proxy.wait()
-    trials = optuna.load_study(study_name=name, storage=fleet.server.url).get_trials()
+    trials = optuna.load_study(study_name=name, storage=storage).get_trials()
     result = _figures(trials, budget, lat_dir, sampler, killed)
     if result["left_running"]:
         # Every node finished before the killed node's heartbeats went stale: a node started
@@ -240,7 +246,7 @@ def run_fleet(
         sweep += _hpo_run(spec, fleet.pooled_url(link), 2, f"sweep-{tag}", tmp)
         done = subprocess.run(sweep, env=_node_env(lat_dir, f"sweep-{tag}"), capture_output=True)
         result["rerun_exit_code"] = done.returncode
-        trials = optuna.load_study(study_name=name, storage=fleet.server.url).get_trials()
+        trials = optuna.load_study(study_name=name, storage=storage).get_trials()
         result |= {
             k: v
             for k, v in _figures(trials, budget, lat_dir, sampler, killed).items()
@@ -258,14 +264,33 @@ def run_fleet(
     }
 
 
-def _cut(url: str, name: str, link: Namespace, node: str, budget: int) -> dict[str, object]:
-    """Once a tenth of the budget is done and ``node`` has trials running: kill -9 of every
-    process in its namespace. Its running trials and the time."""
+def _wait_for_study(storage: optuna.storages.RDBStorage, name: str) -> None:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        try:
+            study = optuna.load_study(study_name=name, storage=storage)
+            if study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
+                return
+        except KeyError:  # not created yet
+            pass
+        time.sleep(0.5)
+
+
+def _cut(
+    storage: optuna.storages.RDBStorage,
+    name: str,
+    link: Namespace,
+    node: str,
+    budget: int,
+    workers: int,
+) -> dict[str, object]:
+    """Once a tenth of the budget is done and half of ``node``'s workers run trials: kill -9 of
+    every process in its namespace. Its running trials and the time."""
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         time.sleep(0.5)
         try:
-            trials = optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
+            trials = optuna.load_study(study_name=name, storage=storage).get_trials()
         except KeyError:  # not created yet
             continue
         done = sum(t.state == COMPLETE for t in trials)
@@ -274,7 +299,7 @@ def _cut(url: str, name: str, link: Namespace, node: str, budget: int) -> dict[s
             for t in trials
             if t.state == optuna.trial.TrialState.RUNNING and t.user_attrs.get("node") == node
         ]
-        if done >= budget // 10 and running:
+        if done >= budget // 10 and len(running) >= max(1, workers // 2):
             at = datetime.datetime.now()
             link.kill()
             return {"node": node, "at": at, "running": running}
@@ -290,8 +315,9 @@ def _figures(
 ) -> dict[str, object]:
     complete = [t for t in trials if t.state == COMPLETE]
     runs = Counter(t.params["x"] for t in complete)
-    victims = set(killed["running"]) if killed else set()  # type: ignore[arg-type]
     failed = [t for t in trials if t.state == FAIL]
+    # The killed node's trials that were failed as stale (those it ran when it died).
+    victims = {t.number for t in failed if killed and t.user_attrs.get("node") == killed["node"]}
     lat = sorted(float(x) for f in lat_dir.glob("*.txt") for x in f.read_text().split())
     ends = sorted(t.datetime_complete for t in complete if t.datetime_complete)
     rss, pss = list(sampler.rss.values()), list(sampler.pss.values())
@@ -316,16 +342,13 @@ def _figures(
         at = killed["at"]
         stale = [t for t in failed if t.number in victims]
         retried = [t for t in complete if t.system_attrs.get("failed_trial") in victims]
+        # From the kill to the last of its trials failed as stale (their retries follow).
+        waits = [(t.datetime_complete - at).total_seconds() for t in stale if at]  # type: ignore[operator]
         out["cut"] = {
             "node": killed["node"],
-            "running_at_kill": sorted(victims),
+            "running_at_kill": killed["running"],
             "failed_stale": len(stale),
             "retried_complete": len(retried),
-            "detected_s": round(
-                max((t.datetime_complete - at).total_seconds() for t in stale),
-                1,  # type: ignore[operator]
-            )
-            if stale and at
-            else None,
+            "detected_s": round(max(waits), 1) if waits else None,
         }
     return out
