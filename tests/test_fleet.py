@@ -176,3 +176,39 @@ def test_workers_share_postgres_through_the_grpc_proxy(
     trials = trials_of(postgres_url, unique_name)
     assert len(trials) == 5 and all(t.state == TrialState.COMPLETE for t in trials)
     assert {t.user_attrs["worker"] for t in trials} == {0, 1}
+
+
+@pytest.mark.postgres
+def test_nodes_started_at_once_through_the_grpc_proxy_run_the_budget_once(
+    write_spec, tmp_path: Path, postgres_url: str, unique_name: str
+) -> None:
+    """No lock is shared through the proxy: of nodes that each find the study new, only the
+    one whose create wins fills the pool (before: each enqueued the whole budget, 768 trials
+    for a 384-point grid in benchmarks/scale.py --fleet)."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proxy = subprocess.Popen(
+        [sys.executable, "-m", "hpo", "proxy", "--storage", postgres_url, "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        spec = _objective_spec(write_spec, unique_name, steps=3, budget={"n_trials": 8})
+        storage = ["--storage", f"grpc://127.0.0.1:{port}"]
+        nodes = [
+            hpo("run", str(spec), "--workers", "2", *storage, cwd=tmp_path, env=_env(spec))
+            for _ in range(3)
+        ]
+        outs = [finish(p) for p in nodes]
+    finally:
+        proxy.terminate()
+        proxy.wait(timeout=30)
+
+    assert [p.returncode for p in nodes] == [0, 0, 0], outs
+    trials = trials_of(postgres_url, unique_name)
+    assert len(trials) == 8 and all(t.state == TrialState.COMPLETE for t in trials)

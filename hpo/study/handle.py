@@ -110,6 +110,7 @@ def prepare(
             _note_late_warm_start(storage, study_id, spec)
         elif spec.warm_start is not None:
             plan = warm.plan(spec, url, storage, source)  # reads only; refuses before writing
+        created = study_id is None and _create(storage, spec)
         study = optuna.create_study(
             storage=storage,
             study_name=spec.name,
@@ -133,9 +134,22 @@ def prepare(
         added = warm.apply(study, storage, plan, budget.get_budget(study)) if plan else None
     epochs = read_epochs(storage, study_id_of(study))
     if epochs is None or not epochs.spent:  # a spent study gets no more waiting trials
-        # Behind a proxy no lock is shared: only a node that set the budget fills the pool.
-        budget.refill(study, storage, spec, force=raised)
+        # Behind a proxy no lock is shared: only a node that set the budget fills the pool,
+        # and of nodes started at one instant (each sees the study new and sets its budget)
+        # only the one whose create won, or one given --n-trials.
+        budget.refill(study, storage, spec, force=raised and (created or bool(n_trials)))
     return StudyHandle(study, storage, created=study_id is None, warm_start=added)
+
+
+def _create(storage: Storage, spec: StudySpec) -> bool:
+    """Create the study; False when another node's create won (the storage's unique name is
+    the one atomic step a gRPC proxy offers)."""
+    directions = [StudyDirection[m.direction.upper()] for m in spec.metrics]
+    try:
+        storage.create_new_study(directions, spec.name)
+    except optuna.exceptions.DuplicatedStudyError:
+        return False
+    return True
 
 
 def _note_late_warm_start(storage: Storage, study_id: int, spec: StudySpec) -> None:
