@@ -215,18 +215,13 @@ def run_fleet(
     storage = optuna.storages.RDBStorage(fleet.server.url)  # one pool for the polls
     procs = []
     for i, link in enumerate(links):
-        if i == 1 and proxy:
-            # Through the proxy no lock is shared: nodes started at one instant may each see
-            # the study new and each enqueue the whole budget (measured: 768 trials enqueued
-            # for 384 grid points, 500+ ran). The first node creates it, then the others join.
-            _wait_for_study(storage, name)
         node = f"n{i}-{tag}"
         url = f"grpc://{link.host_ip}:{port}" if proxy else fleet.pooled_url(link)
         cmd = ["ip", "netns", "exec", link.ns, *_hpo_run(spec, url, workers, node, tmp)]
         out = open(tmp / f"{node}.out", "w")  # noqa: SIM115 - closed with the run
         procs.append(subprocess.Popen(cmd, env=_node_env(lat_dir, node), stdout=out, stderr=out))
     victim = f"n{len(links) - 1}-{tag}"
-    killed = _cut(storage, name, links[-1], victim, budget, workers) if cut else None
+    killed = _cut(storage, name, links[-1], victim, budget, workers, procs) if cut else None
     codes = [p.wait() for p in procs]
     wall = time.perf_counter() - started
     sampler.stop.set()
@@ -264,18 +259,6 @@ def run_fleet(
     }
 
 
-def _wait_for_study(storage: optuna.storages.RDBStorage, name: str) -> None:
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        try:
-            study = optuna.load_study(study_name=name, storage=storage)
-            if study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
-                return
-        except KeyError:  # not created yet
-            pass
-        time.sleep(0.5)
-
-
 def _cut(
     storage: optuna.storages.RDBStorage,
     name: str,
@@ -283,11 +266,11 @@ def _cut(
     node: str,
     budget: int,
     workers: int,
+    procs: list[subprocess.Popen[bytes]],
 ) -> dict[str, object]:
-    """Once a tenth of the budget is done and half of ``node``'s workers run trials: kill -9 of
-    every process in its namespace. Its running trials and the time."""
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
+    """Once a tenth of the budget is done, all of ``node``'s workers are up and one of them runs
+    a trial: kill -9 of every process in its namespace. Its running trials and the time."""
+    while any(p.poll() is None for p in procs):  # until every node has exited
         time.sleep(0.5)
         try:
             trials = optuna.load_study(study_name=name, storage=storage).get_trials()
@@ -299,7 +282,7 @@ def _cut(
             for t in trials
             if t.state == optuna.trial.TrialState.RUNNING and t.user_attrs.get("node") == node
         ]
-        if done >= budget // 10 and len(running) >= max(1, workers // 2):
+        if done >= budget // 10 and running and len(link.pids()) > workers:  # all started
             at = datetime.datetime.now()
             link.kill()
             return {"node": node, "at": at, "running": running}
