@@ -268,8 +268,8 @@ def _cut(
     workers: int,
     procs: list[subprocess.Popen[bytes]],
 ) -> dict[str, object]:
-    """Once a tenth of the budget is done, all of ``node``'s workers are up and one of them runs
-    a trial: kill -9 of every process in its namespace. Its running trials and the time."""
+    """Once a tenth of the budget is done, half of ``node``'s workers are up and one of them
+    runs a trial: kill -9 of every process in its namespace. Its running trials and the time."""
     while any(p.poll() is None for p in procs):  # until every node has exited
         time.sleep(0.5)
         try:
@@ -282,7 +282,7 @@ def _cut(
             for t in trials
             if t.state == optuna.trial.TrialState.RUNNING and t.user_attrs.get("node") == node
         ]
-        if done >= budget // 10 and running and len(link.pids()) > workers:  # all started
+        if done >= budget // 10 and running and len(link.pids()) > workers // 2:
             at = datetime.datetime.now()
             link.kill()
             return {"node": node, "at": at, "running": running}

@@ -11,11 +11,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+#: Seconds between two reports (not timed): trials that last, so that a fleet's workers are
+#: all up at once on a small machine (benchmarks/scale.py --fleet --report-sleep).
+SLEEP = float(os.environ.get("HPO_BENCH_REPORT_SLEEP", "0"))
+
 
 def objective(params: dict[str, Any], report: Callable[[float, int], None]) -> float:
     out = os.environ.get("HPO_BENCH_LATENCY_DIR")
     lines = []
     for step in range(1, 6):
+        time.sleep(SLEEP)
         t0 = time.perf_counter()
         report(params["x"] / step, step)
         lines.append(f"{(time.perf_counter() - t0) * 1000:.3f}\n")

@@ -172,9 +172,13 @@ def main() -> None:
     parser.add_argument("--pooled-workers", type=int, default=256, help="--fleet: via PgBouncer")
     parser.add_argument("--proxy-workers", type=int, default=128, help="--fleet: via the proxy")
     parser.add_argument("--pool-size", type=int, default=40, help="--fleet: PgBouncer pool")
+    parser.add_argument(
+        "--report-sleep", type=float, default=0.0, help="--fleet: seconds between reports"
+    )
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if args.fleet:
+        os.environ["HPO_BENCH_REPORT_SLEEP"] = str(args.report_sleep)
         fleet_main(args)
         return
     rows = []
