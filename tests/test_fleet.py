@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 
+import optuna
 import pytest
 from conftest import pythonpath
 from optuna.trial import TrialState
@@ -182,9 +184,8 @@ def test_workers_share_postgres_through_the_grpc_proxy(
 def test_nodes_started_at_once_through_the_grpc_proxy_run_the_budget_once(
     write_spec, tmp_path: Path, postgres_url: str, unique_name: str
 ) -> None:
-    """No lock is shared through the proxy: of nodes that each find the study new, only the
-    one whose create wins fills the pool (before: each enqueued the whole budget, 768 trials
-    for a 384-point grid in benchmarks/scale.py --fleet)."""
+    """A smoke run of simultaneous starts through the proxy (the race itself is forced in
+    test_two_nodes_that_both_find_the_study_new_behind_the_proxy_fill_the_budget_once)."""
     import socket
     import subprocess
     import sys
@@ -212,3 +213,54 @@ def test_nodes_started_at_once_through_the_grpc_proxy_run_the_budget_once(
     assert [p.returncode for p in nodes] == [0, 0, 0], outs
     trials = trials_of(postgres_url, unique_name)
     assert len(trials) == 8 and all(t.state == TrialState.COMPLETE for t in trials)
+
+
+@pytest.mark.postgres
+def test_two_nodes_that_both_find_the_study_new_behind_the_proxy_fill_the_budget_once(
+    postgres_url: str, unique_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No lock is shared through the proxy. Two nodes that both find the study new and both
+    set its budget (forced here: each waits for the other before setting it): only the one
+    whose create won fills the pool. Before, both did: 8 trials for a budget of 4 (768 for a
+    384-point grid with 4 nodes in benchmarks/scale.py --fleet)."""
+    import threading
+
+    from conftest import tiny_spec
+    from optuna.storages import run_grpc_proxy_server
+
+    from hpo.spec import StudySpec
+    from hpo.study import prepare
+    from hpo.study.claims import budget
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = threading.Thread(
+        target=run_grpc_proxy_server,
+        args=(optuna.storages.RDBStorage(postgres_url),),
+        kwargs={"host": "127.0.0.1", "port": port},
+        daemon=True,
+    )
+    server.start()
+    both = threading.Barrier(2, timeout=60)
+    real = budget.raise_budget
+
+    def raise_together(*args, **kwargs):
+        both.wait()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(budget, "raise_budget", raise_together)
+    spec = StudySpec.model_validate(tiny_spec(unique_name, budget={"n_trials": 4}))
+    handles = []
+    nodes = [
+        threading.Thread(target=lambda: handles.append(prepare(spec, f"grpc://127.0.0.1:{port}")))
+        for _ in range(2)
+    ]
+    for node in nodes:
+        node.start()
+    for node in nodes:
+        node.join(timeout=120)
+
+    assert len(handles) == 2
+    trials = trials_of(postgres_url, unique_name)
+    assert len(trials) == 4, [t.state for t in trials]
