@@ -179,7 +179,13 @@ def run_study(spec: StudySpec, options: RunOptions, observer: Observer) -> RunRe
     timeout = options.timeout or spec.budget.timeout
     deadline = time.time() + timeout if timeout else None
     first = FirstFailures(min(FIRST_FAILURES, budget or FIRST_FAILURES))
-    ticker = Ticker(handle, spec, observer, lambda event: first.watch(event, sup))
+    ticker = Ticker(
+        handle,
+        spec,
+        observer,
+        lambda event: first.watch(event, sup),
+        spare_live=lambda attrs: sup.holds(attrs),
+    )
 
     sup = Supervisor(
         plans,
