@@ -264,6 +264,12 @@ NOT_OPTUNA = {
         "torch's base class of every batch norm layer (BatchNorm1d/2d/3d, SyncBatchNorm): "
         "torch has no public name for it"
     ),
+    ("hpo/worker/group.py", "os._exit"): (
+        "the standard library's exit without cleanup: a rank whose peer died leaves as if killed"
+    ),
+    ("hpo/worker/peer.py", "os._exit"): (
+        "the standard library's exit without cleanup: a peer out of memory skips torch's teardown"
+    ),
 }
 
 ADD = (

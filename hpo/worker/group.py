@@ -33,9 +33,10 @@ import sys
 import threading
 import time
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hpo.trainer import Group
+if TYPE_CHECKING:  # the trainer imports torch: a worker of a custom objective never does
+    from hpo.trainer import Group
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,8 @@ class Leader:
 
     @property
     def group(self) -> Group:
+        from hpo.trainer import Group
+
         return Group(0, self.world)
 
     @property
