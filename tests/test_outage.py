@@ -55,6 +55,25 @@ def test_a_failure_counts_from_when_its_call_began() -> None:
     assert time.monotonic() - started < 1.9
 
 
+def test_a_worker_refused_a_connection_asks_again_every_second_and_says_so_once(caplog) -> None:
+    """A full server frees a slot when another worker gives its connection back between trials
+    (``turns``): a refused worker asks about once a second, not at a backoff of 5 s."""
+    refusals = iter(range(6))
+
+    def full_then_free() -> str:
+        if next(refusals, None) is not None:
+            raise sqlalchemy.exc.OperationalError(
+                "connect", {}, Exception("FATAL:  sorry, too many clients already")
+            )
+        return "connected"
+
+    started = time.monotonic()
+    with caplog.at_level("WARNING"):
+        assert ride_out(full_then_free, 60.0, clock=OutageClock()) == "connected"
+    assert time.monotonic() - started < 6 * 1.0 + 0.5
+    assert caplog.text.count("too many clients") == 1, caplog.text
+
+
 SLOW_OBJECTIVE = (
     "import time\n"
     "def objective(params, report):\n"

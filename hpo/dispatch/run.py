@@ -119,10 +119,8 @@ def _release_orphans(
 
 
 def _check_connections(handle: StudyHandle, workers: int) -> None:
-    # One kept open by each worker and by this process, and a few opened for a moment (a lock,
-    # a heartbeat written while the trial loop writes).
     try:
-        warning = connection_headroom(handle.storage, workers + 1 + 2)
+        warning = connection_headroom(handle.storage, workers)
     except Exception as exc:  # noqa: BLE001 - only advice
         log.debug("connection headroom unknown: %s", exc)
         return

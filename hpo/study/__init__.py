@@ -65,6 +65,7 @@ from hpo.study.storage.connect import (
     study_lock,
 )
 from hpo.study.storage.proxy import serve as serve_proxy
+from hpo.study.storage.turns import between_trials
 from hpo.study.summary import (
     STATES,
     Snapshot,
@@ -101,6 +102,7 @@ __all__ = [
     "ENV_STORAGE",
     "StudyHandle",
     "budget_used",
+    "between_trials",
     "build_pruner",
     "build_sampler",
     "check_compatible",

@@ -9,6 +9,7 @@ the :class:`StorageError` (one line), whatever calls follow, not the time of eac
 from __future__ import annotations
 
 import logging
+import random
 import re
 import threading
 import time
@@ -59,6 +60,10 @@ _BUSY = re.compile(
     r"timeout expired|timed out",
     re.IGNORECASE,
 )
+
+
+#: The server is full: a slot frees when another client disconnects.
+_NO_SLOTS = re.compile(r"too many clients|remaining connection slots", re.IGNORECASE)
 
 
 def is_busy_server(exc: BaseException) -> bool:
@@ -123,7 +128,7 @@ def ride_out(
             (one line, no traceback).
     """
     clock = clock or OUTAGE  # the process's, looked up at each call
-    delay = 0.2
+    delay, warned = 0.2, False
     while True:
         started = time.monotonic()
         try:
@@ -137,13 +142,20 @@ def ride_out(
                     f"storage unreachable for {waited:.0f} s (retry.storage_outage "
                     f"{outage_seconds:.0f} s): {first_line(exc)}"
                 ) from None
-            if not quiet:
+            no_slots = bool(_NO_SLOTS.search(first_line(exc)))
+            if not quiet and not (no_slots and warned):  # a wait for a slot: said once a call
+                warned = True
                 log.warning(
                     "storage unreachable (%s); retrying for up to %.0f s more",
                     first_line(exc),
                     outage_seconds - waited,
                 )
             on_failure()
+            if no_slots:
+                # Waiting for a slot another worker gives back between trials (``turns``):
+                # asked about once a second, jittered, whatever the backoff has reached.
+                time.sleep(random.uniform(0.25, 1.0))
+                continue
             time.sleep(delay)
             delay = min(delay * 2, max_delay)
         else:
