@@ -125,7 +125,8 @@ def fail_stale(
     for trial_id in stale:
         attrs = storage.get_trial_user_attrs(trial_id)
         if spare_live(attrs):
-            log.debug("trial id %d: heartbeat lapsed, its worker is alive: spared", trial_id)
+            number = storage.get_trial(trial_id).number
+            log.debug("trial %d: heartbeat lapsed, but its worker is alive: not failed", number)
             continue
         node = attrs.get("node", "?")
         reason = f"heartbeat lost (node {node})"
