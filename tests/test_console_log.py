@@ -101,11 +101,13 @@ def test_connection_headroom_warning_is_one_line(write_spec, tmp_path: Path) -> 
         spec = _objective_spec(write_spec, "headroom", budget={"n_trials": 2})
         env = {"PYTHONPATH": pythonpath(spec.parent)}
         proc = hpo(
-            "run", str(spec), "--storage", server.url, "--workers", "3", cwd=tmp_path, env=env
+            "run", str(spec), "--storage", server.url, "--workers", "4", cwd=tmp_path, env=env
         )
         lines = _warnings(proc, "database connections")
     finally:
         server.stop()
         server.remove()
     assert len(lines) == 1, lines
-    assert lines[0].startswith("warning: this node's workers need up to 6 database connections")
+    # 1 per worker and 2 for hpo run, as the README says
+    assert lines[0].startswith("warning: this node needs up to 6 database connections (4 workers")
+    assert "the server has 5 free (max_connections 8, 3 reserved, 0 used by others)" in lines[0]

@@ -111,15 +111,16 @@ def small_pg():
 
 
 def test_too_many_clients_is_waited_for_not_fatal(write_spec, tmp_path: Path, small_pg) -> None:
-    """Five workers need 12 connections where 8 are free: hpo warns with the numbers up front,
-    workers refused a connection wait for one, and every trial runs exactly once."""
+    """Seven workers need 9 connections (1 each, 2 for hpo run) where 8 are free: hpo warns
+    with the numbers up front, workers refused a connection wait for one, and every trial runs
+    exactly once."""
     spec = _spec(write_spec, tmp_path, outage=120)
     env = {"HPO_STORAGE": small_pg.url, "PYTHONPATH": pythonpath(tmp_path)}
-    node = hpo("run", str(spec), "--workers", "5", cwd=tmp_path, env=env)
+    node = hpo("run", str(spec), "--workers", "7", cwd=tmp_path, env=env)
     out = finish(node, timeout=240)
 
     assert node.returncode == 0, out
-    assert "database connections" in out and "max_connections 8" in out, out
+    assert "needs up to 9 database connections" in out and "max_connections 8" in out, out
     trials = trials_of(small_pg.url, "faults")
     assert sorted(t.state for t in trials) == [TrialState.COMPLETE] * 6, [
         (t.number, t.state, t.user_attrs) for t in trials

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy
 from conftest import pythonpath
 from optuna.trial import TrialState
+from pgserver import PrivatePostgres
 from test_run import _running, _wait_for, finish, hpo, trials_of
 
 pytestmark = [pytest.mark.slow]
@@ -264,3 +266,57 @@ def test_two_nodes_that_both_find_the_study_new_behind_the_proxy_fill_the_budget
     assert len(handles) == 2
     trials = trials_of(postgres_url, unique_name)
     assert len(trials) == 4, [t.state for t in trials]
+
+
+@pytest.mark.skipif(not PrivatePostgres.available(), reason="PostgreSQL binaries not installed")
+def test_scarce_connections_are_shared_by_every_node(write_spec, tmp_path: Path) -> None:
+    """max_connections 20 for 3 nodes of 8 workers (27 processes): the node that came last got
+    0 trials, its workers waiting for a connection while the others ran trial after trial."""
+    server = PrivatePostgres().init()
+    server.start(max_connections=20)
+    try:
+        spec = _objective_spec(write_spec, "scarce", steps=50, budget={"n_trials": 160})
+
+        def node(i: int):
+            return hpo(
+                "run",
+                str(spec),
+                "--workers",
+                "8",
+                "--storage",
+                server.url,
+                cwd=tmp_path,
+                env=_env(spec, HPO_NODE_NAME=f"n{i}"),
+            )
+
+        # The test's own connection, taken first: 19 left for hpo.
+        watcher = sqlalchemy.create_engine(server.url, poolclass=sqlalchemy.pool.NullPool)
+        with watcher.connect() as conn:
+            nodes = [node(0), node(1)]
+            # The third comes once the first two hold the server's connections and run trials.
+            _wait_for(lambda: _complete(conn) >= 1, timeout=240)
+            nodes.append(node(2))
+            outs = [finish(p, timeout=400) for p in nodes]
+        trials = trials_of(server.url, "scarce")
+    finally:
+        server.stop()
+        server.remove()
+
+    assert [p.returncode for p in nodes] == [0, 0, 0], outs
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == len(trials) == 160, [(t.number, t.state) for t in trials]
+    per_node = {f"n{i}": 0 for i in range(3)}
+    for t in complete:
+        per_node[t.user_attrs["node"]] += 1
+    print("trials per node:", per_node)
+    assert min(per_node.values()) >= 1, per_node
+
+
+def _complete(conn: sqlalchemy.Connection) -> int:
+    """COMPLETE trials in the database (0 before Optuna's tables exist)."""
+    try:
+        query = sqlalchemy.text("SELECT count(*) FROM trials WHERE state = 'COMPLETE'")
+        return int(conn.execute(query).scalar_one())
+    except sqlalchemy.exc.ProgrammingError:
+        conn.rollback()
+        return 0

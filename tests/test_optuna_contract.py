@@ -648,6 +648,8 @@ NO_RETRY = {
     "get_heartbeat_interval": "returns a setting given at construction; no database read",
     "get_heartbeat_stale_trial_callback": "likewise",
     "record_heartbeat": "ResilientRDBStorage.record_heartbeat retries it and logs, not raises",
+    "_get_stale_trial_ids": "ResilientRDBStorage's rides out an outage itself, then judges no "
+    "heartbeat within a grace period of one",
 }
 
 #: Backend methods the caches call that are not wrapped today: method -> why (reported). The
@@ -686,6 +688,7 @@ def test_no_retry_needed(tmp_path: Path) -> None:
     """The NO_RETRY methods read no database, or retry themselves."""
     storage = ResilientRDBStorage(f"sqlite:///{tmp_path / 'db.sqlite'}", heartbeat_interval=60)
     assert ResilientRDBStorage.record_heartbeat.__module__ == "hpo.study._optuna.resilient"
+    assert ResilientRDBStorage._get_stale_trial_ids.__module__ == "hpo.study._optuna.resilient"
     with sql_statements() as seen:
         storage.get_heartbeat_interval()
         storage.get_heartbeat_stale_trial_callback()

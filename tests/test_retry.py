@@ -4,18 +4,24 @@ the trial's result."""
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pytest
+import sqlalchemy.exc
 from conftest import tiny_spec
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.trial import TrialState
 
 from hpo.spec import StudySpec
-from hpo.study import claim, enqueue_retry, fail_stale, prepare, snapshot
+from hpo.study import claim, enqueue_retry, fail_stale, heartbeat, prepare, snapshot
+from hpo.study._optuna import resilient
 from hpo.study.claims.retry import ATTR_FAILURES
+from hpo.study.storage import outage
+from hpo.study.storage.outage import OutageClock
 from hpo.worker.serve import WorkerContext, _finish
 from hpo.worker.trial import TrialOutcome
 
@@ -88,8 +94,6 @@ def test_stale_trial_gets_a_reason_and_an_uncounted_retry(tmp_path: Path) -> Non
     trial = _running_trial(study)
     trial.set_user_attr("node", "gpu-17")
     study._storage.record_heartbeat(trial._trial_id)
-    import time
-
     time.sleep(3)
     assert fail_stale(study, max_retries=0) == [trial.number]
     failed, retry = study.get_trials()
@@ -97,6 +101,56 @@ def test_stale_trial_gets_a_reason_and_an_uncounted_retry(tmp_path: Path) -> Non
     assert failed.user_attrs["fail_reason"] == "heartbeat lost (node gpu-17)"
     assert retry.state == TrialState.WAITING and retry.system_attrs[ATTR_FAILURES] == 0
     assert fail_stale(study, max_retries=0) == []  # once only
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> OutageClock:
+    """A fresh outage clock for this test, the one storage calls and the stale check read."""
+    fresh = OutageClock()
+    monkeypatch.setattr(outage, "OUTAGE", fresh)
+    monkeypatch.setattr(resilient, "OUTAGE", fresh)
+    return fresh
+
+
+def test_no_trial_is_judged_stale_within_a_grace_period_of_an_outage_nor_a_live_ones(
+    tmp_path: Path, clock: OutageClock
+) -> None:
+    """After an outage every heartbeat is old: the node failed its own live trials (issue 19)."""
+    url = f"sqlite:///{tmp_path / 'stale.db'}"
+    spec = _spec(budget={"n_trials": 2}, retry={"heartbeat_interval": 1, "grace_period": 2})
+    study = prepare(spec, url).study
+    live, dead = _running_trial(study), _running_trial(study)
+    live.set_user_attr("pid", 41)
+    dead.set_user_attr("pid", 42)
+    for trial in (live, dead):
+        study._storage.record_heartbeat(trial._trial_id)
+    time.sleep(2.5)
+    clock.failed(time.monotonic())  # the database was down, and is back
+    clock.recovered()
+
+    assert fail_stale(study, max_retries=0) == [], "judged within a grace period of an outage"
+    time.sleep(2.1)
+    assert fail_stale(study, 0, spare_live=lambda attrs: attrs.get("pid") == 41) == [dead.number]
+    assert [t.state for t in study.get_trials()[:2]] == [TrialState.RUNNING, TrialState.FAIL]
+
+
+def test_a_heartbeat_warning_names_the_trial_number(
+    tmp_path: Path, clock: OutageClock, monkeypatch: pytest.MonkeyPatch, caplog
+) -> None:
+    url = f"sqlite:///{tmp_path / 'beat.db'}"
+    spec = _spec(budget={"n_trials": 2}, retry={"heartbeat_interval": 1, "storage_outage": 0.1})
+    handle = prepare(spec, url)
+    _running_trial(handle.study)  # trial 0, id 1: the numbers differ by one
+    trial = _running_trial(handle.study)
+
+    def down(self: Any, trial_id: int) -> None:
+        raise sqlalchemy.exc.OperationalError("UPDATE", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(optuna.storages.RDBStorage, "record_heartbeat", down)
+    with caplog.at_level(logging.WARNING), heartbeat(trial, handle.storage):
+        time.sleep(0.5)
+    assert f"heartbeat of trial {trial.number} not recorded" in caplog.text, caplog.text
+    assert "trial id" not in caplog.text
 
 
 class _Files:

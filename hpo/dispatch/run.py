@@ -123,10 +123,8 @@ def _release_orphans(
 def _check_connections(handle: StudyHandle, workers: int) -> None:
     if behind_pooler(handle.storage):  # the pooler holds the server's connections
         return
-    # One kept open by each worker and by this process, and a few opened for a moment (a lock,
-    # a heartbeat written while the trial loop writes).
     try:
-        warning = connection_headroom(handle.storage, workers + 1 + 2)
+        warning = connection_headroom(handle.storage, workers)
     except Exception as exc:  # noqa: BLE001 - only advice
         log.debug("connection headroom unknown: %s", exc)
         return
@@ -186,7 +184,13 @@ def run_study(spec: StudySpec, options: RunOptions, observer: Observer) -> RunRe
     timeout = options.timeout or spec.budget.timeout
     deadline = time.time() + timeout if timeout else None
     first = FirstFailures(min(FIRST_FAILURES, budget or FIRST_FAILURES))
-    ticker = Ticker(handle, spec, observer, lambda event: first.watch(event, sup))
+    ticker = Ticker(
+        handle,
+        spec,
+        observer,
+        lambda event: first.watch(event, sup),
+        spare_live=lambda attrs: sup.holds(attrs),
+    )
 
     sup = Supervisor(
         plans,

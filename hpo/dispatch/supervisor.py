@@ -132,6 +132,15 @@ class Supervisor:
             proc, log_path = self._spawn(plan)
             self.children.append(_Child(plan, proc, log_path, pids=[proc.pid]))
 
+    def live_pids(self) -> set[int]:
+        """The pids of this node's worker processes that are running now."""
+        return {c.proc.pid for c in self.children if c.proc.poll() is None}
+
+    def holds(self, attrs: dict[str, Any]) -> bool:
+        """Whether a trial (by its user attrs ``node`` and ``pid``) is held by a live worker
+        of this node: its heartbeat may lapse (an outage) but its trial is not lost."""
+        return attrs.get("node") == self.node and attrs.get("pid") in self.live_pids()
+
     def signal_all(self, sig: int) -> None:
         for child in self.children:
             if child.proc.poll() is None:

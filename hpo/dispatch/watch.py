@@ -103,8 +103,10 @@ class Ticker:
         spec: StudySpec,
         observer: Observer,
         watch: Callable[[dict[str, Any]], None] = lambda event: None,
+        spare_live: Callable[[dict[str, Any]], bool] = lambda attrs: False,
     ) -> None:
         self.handle, self.observer, self.retry, self.watch = handle, observer, spec.retry, watch
+        self.spare_live = spare_live  # whether a trial's worker (by its attrs) is alive here
         self.every, self.last, self.next_stale = 2.0, 0.0, 0.0
         self.lost: StorageError | None = None
         self.events: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
@@ -152,12 +154,9 @@ class Ticker:
             log.warning("%s: %s", what, exc)
 
     def _fail_stale(self) -> None:
-        recently_down = getattr(self.handle.storage, "recently_down", None)
-        if recently_down and recently_down(self.retry.grace_period):
-            # No heartbeat could be written during the outage: judging now would fail live
-            # trials. Wait a grace period after it.
-            return
-        fail_stale(self.handle.study, self.retry.max_retries)
+        # The storage judges no heartbeat during an outage or a grace period after it; this
+        # node's own live workers are spared whatever their heartbeat says.
+        fail_stale(self.handle.study, self.retry.max_retries, self.spare_live)
 
     def final(self) -> Snapshot:
         """The study's state at the end; raises the storage error if the storage was lost."""

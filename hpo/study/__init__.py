@@ -67,6 +67,7 @@ from hpo.study.storage.connect import (
 )
 from hpo.study.storage.proxy import NODE_LOSS_WARNING
 from hpo.study.storage.proxy import serve as serve_proxy
+from hpo.study.storage.turns import between_trials
 from hpo.study.summary import (
     STATES,
     Snapshot,
@@ -103,6 +104,7 @@ __all__ = [
     "ENV_STORAGE",
     "StudyHandle",
     "budget_used",
+    "between_trials",
     "build_pruner",
     "build_sampler",
     "check_compatible",

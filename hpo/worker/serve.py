@@ -17,6 +17,7 @@ from hpo.spec import StudySpec, trial_config
 from hpo.study import (
     EpochMeter,
     TrialFiles,
+    between_trials,
     enqueue_retry,
     frozen_trial,
     heartbeat,
@@ -195,4 +196,5 @@ def _trials(ctx: WorkerContext, stop: threading.Event, emit: Emit, group: Leader
         )
         if outcome.interrupted:
             return 130
+        between_trials(storage, stop.wait)  # its connection back to the server, a turn if full
     return 0

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from hpo import board
@@ -139,6 +140,10 @@ def _attempt(
         reason = f"{exc.reason}: {exc}"
     except StorageError:
         raise  # the database is gone, not the trial's fault: the worker ends, the trial is retried
+    except UpdateFinishedTrialError:
+        # Another node failed it as stale (this one was cut off for a grace period) and queued
+        # its retry: not the trial's fault, no traceback; the worker says so once (_finish_or_skip).
+        reason = "lost: failed as stale elsewhere"
     except MemoryError:
         reason = "oom: out of host memory"
     except Exception as exc:  # noqa: BLE001 - one trial's crash never takes the worker down

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -18,7 +17,7 @@ from optuna.storages import RDBStorage
 
 from hpo.errors import StorageError
 from hpo.study._optuna.sql_writes import UpsertWrites
-from hpo.study.storage.outage import ride_out
+from hpo.study.storage.outage import OUTAGE, ride_out
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +64,6 @@ RETRIED = (
     "get_all_trials",
     "get_best_trial",
     "get_n_trials",
-    "_get_stale_trial_ids",
 )
 
 
@@ -85,7 +83,7 @@ class _Resilient(RDBStorage):
 
     def __init__(self, url: str, *, outage_seconds: float = 300.0, **kwargs: Any) -> None:
         self.outage_seconds = outage_seconds
-        self.last_outage: float | None = None  # time.monotonic() of the last failed attempt
+        self.trial_numbers: dict[int, int] = {}  # trial id -> number, of this process's beats
         try:
             super().__init__(url, **kwargs)
         except BaseException:
@@ -97,22 +95,41 @@ class _Resilient(RDBStorage):
             raise
 
     def _after_failure(self) -> None:
-        self.last_outage = time.monotonic()
         self.remove_session()  # a fresh session next time, not the broken one
 
     def record_heartbeat(self, trial_id: int) -> None:
-        """A heartbeat that outlives an outage: the heartbeat thread must keep beating once
-        the database is back, or a live trial would be failed as stale. The trial loop's own
-        storage calls decide whether the worker gives up."""
+        """A heartbeat that outlives an outage: tried every second while the database is
+        down, so it is written within a second of its return, before any node may judge the
+        trial stale (:meth:`_get_stale_trial_ids`). The trial loop's own storage calls decide
+        whether the worker gives up."""
         beat = super().record_heartbeat
         try:
-            ride_out(lambda: beat(trial_id), self.outage_seconds, self._after_failure)
+            ride_out(
+                lambda: beat(trial_id),
+                self.outage_seconds,
+                self._after_failure,
+                max_delay=1.0,
+                quiet=True,
+            )
         except StorageError as exc:
-            log.warning("heartbeat of trial id %d not recorded: %s", trial_id, exc)
+            number = self.trial_numbers.get(trial_id)
+            name = f"trial {number}" if number is not None else f"trial id {trial_id}"
+            log.warning("heartbeat of %s not recorded: %s", name, exc)
 
-    def recently_down(self, window: float) -> bool:
-        """Whether the database was unreachable in the last ``window`` seconds."""
-        return self.last_outage is not None and time.monotonic() - self.last_outage < window
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        """RUNNING trials whose heartbeat lapsed, judged only when this process's storage has
+        been up for a whole grace period: during an outage and for ``grace_period`` after it
+        no heartbeat could be written, so every live trial would look stale. Live workers
+        re-assert theirs within a second of the database's return (:meth:`record_heartbeat`);
+        a dead node's trials are judged one grace period later."""
+        stale = ride_out(
+            lambda: super(_Resilient, self)._get_stale_trial_ids(study_id),
+            self.outage_seconds,
+            self._after_failure,
+        )
+        interval = self.get_heartbeat_interval() or 0
+        grace = self.grace_period if self.grace_period is not None else 2 * interval
+        return stale if OUTAGE.settled(grace) else []
 
 
 class ResilientRDBStorage(_Resilient, UpsertWrites):

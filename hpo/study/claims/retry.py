@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import optuna
@@ -35,6 +35,7 @@ from hpo.study._optuna import (
     ARTIFACT_PREFIX,
     FAILED_TRIAL,
     RETRY_HISTORY,
+    backend_of,
     heartbeat_thread,
     stale_trial_ids,
     storage_of,
@@ -96,9 +97,19 @@ def fail_and_retry(
     return True
 
 
-def fail_stale(study: optuna.Study, max_retries: int) -> list[int]:
+#: Whether a trial (by its user attrs: ``node``, ``pid``) is held by a worker known to be alive.
+Spare = Callable[[dict[str, Any]], bool]
+
+
+def fail_stale(
+    study: optuna.Study, max_retries: int, spare_live: Spare = lambda attrs: False
+) -> list[int]:
     """Fail the study's RUNNING trials whose heartbeat lapsed (their node is gone) and queue
     their retries, uncounted. Returns the numbers of the trials failed here.
+
+    Which heartbeats lapsed is the storage's judgement (none during an outage or for a grace
+    period after it: ``resilient``); ``spare_live`` spares the trials of live workers besides
+    (a node's supervisor knows its own children), whatever their heartbeat says.
 
     Optuna's ``fail_stale_trials`` does the same but marks the trial FAIL before its callback
     runs, after which no ``fail_reason`` can be written; here the reason comes first.
@@ -112,7 +123,12 @@ def fail_stale(study: optuna.Study, max_retries: int) -> list[int]:
         return []  # a gRPC proxy, or heartbeats off
     failed = []
     for trial_id in stale:
-        node = storage.get_trial_user_attrs(trial_id).get("node", "?")
+        attrs = storage.get_trial_user_attrs(trial_id)
+        if spare_live(attrs):
+            number = storage.get_trial(trial_id).number
+            log.debug("trial %d: heartbeat lapsed, but its worker is alive: not failed", number)
+            continue
+        node = attrs.get("node", "?")
         reason = f"heartbeat lost (node {node})"
         if fail_and_retry(study, trial_id, reason, counted=False, max_retries=max_retries):
             failed.append(storage.get_trial(trial_id).number)
@@ -124,9 +140,21 @@ def fail_stale(study: optuna.Study, max_retries: int) -> list[int]:
 def heartbeat(trial: optuna.Trial, storage: Any) -> Any:
     """A heartbeat thread for ``trial`` while it runs, as a context manager (a no-op where
     heartbeats are off): Optuna's own on the fast paths, hpo's on the plain ones."""
-    if fast_paths():
-        return heartbeat_thread(trial, storage)
-    return _beating(trial, storage)
+    return _named(trial, storage, heartbeat_thread if fast_paths() else _beating)
+
+
+@contextlib.contextmanager
+def _named(trial: optuna.Trial, storage: Any, beat: Any) -> Iterator[None]:
+    """``beat(trial, storage)``, with the trial's number known to the storage while it beats
+    (its warnings name the trial users see, not its row id)."""
+    numbers = getattr(backend_of(storage), "trial_numbers", {})
+    trial_id = trial_id_of(trial)
+    numbers[trial_id] = trial.number
+    try:
+        with beat(trial, storage):
+            yield
+    finally:
+        numbers.pop(trial_id, None)
 
 
 @contextlib.contextmanager

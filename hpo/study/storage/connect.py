@@ -372,8 +372,22 @@ def behind_pooler(storage: Storage) -> bool:
     )
 
 
-def connection_headroom(storage: Storage, needed: int) -> str | None:
-    """A warning when the PostgreSQL server has fewer free connections than ``needed``."""
+#: Connections a node needs, as the README's "PostgreSQL connections" says: one per worker
+#: (held while it runs a trial, given back between trials) and two for ``hpo run`` (the one it
+#: keeps, and one for a moment while it holds a lock).
+CONNECTIONS_PER_WORKER = 1
+CONNECTIONS_PER_RUN = 2
+
+
+def connections_needed(workers: int) -> int:
+    """The connections a node of ``workers`` worker processes needs at most."""
+    return CONNECTIONS_PER_WORKER * workers + CONNECTIONS_PER_RUN
+
+
+def connection_headroom(storage: Storage, workers: int) -> str | None:
+    """A warning when the PostgreSQL server has fewer free connections than a node of
+    ``workers`` worker processes needs (:func:`connections_needed`; the one this process
+    already holds counts as its own)."""
     if not isinstance(storage, RDBStorage) or storage.engine.url.get_backend_name() != "postgresql":
         return None
     with storage.engine.connect() as conn:
@@ -388,13 +402,16 @@ def connection_headroom(storage: Storage, needed: int) -> str | None:
                 )
             ).scalar_one()
         )
-    free = limit - reserved - used
+    needed = connections_needed(workers)
+    free = limit - reserved - used + 1  # this process's own connection is part of ``needed``
     if needed <= free:
         return None
     return (
-        f"this node's workers need up to {needed} database connections, but the server has "
-        f"{free} free (max_connections {limit}, {reserved} reserved, {used} in use): workers "
-        "will wait for connections; raise max_connections or use `hpo proxy`"
+        f"this node needs up to {needed} database connections ({workers} workers, 1 each, "
+        f"and 2 for hpo run), but the server has {free} free (max_connections {limit}, "
+        f"{reserved} reserved, {used - 1} used by others): workers will take turns, each "
+        "waiting for a connection another gives back between trials; raise max_connections "
+        "or use `hpo proxy`"
     )
 
 

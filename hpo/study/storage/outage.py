@@ -9,6 +9,7 @@ the :class:`StorageError` (one line), whatever calls follow, not the time of eac
 from __future__ import annotations
 
 import logging
+import random
 import re
 import threading
 import time
@@ -61,6 +62,10 @@ _BUSY = re.compile(
 )
 
 
+#: The server is full: a slot frees when another client disconnects.
+_NO_SLOTS = re.compile(r"too many clients|remaining connection slots", re.IGNORECASE)
+
+
 def is_busy_server(exc: BaseException) -> bool:
     """A connection error worth waiting for when opening the storage (too many clients)."""
     return is_connection_error(exc) and bool(_BUSY.search(first_line(exc)))
@@ -68,10 +73,13 @@ def is_busy_server(exc: BaseException) -> bool:
 
 class OutageClock:
     """When this process's current outage began: set by the first failed storage call (at the
-    time that call started), cleared by any call that succeeds; shared by all threads."""
+    time that call started), cleared by any call that succeeds; shared by all threads. Also
+    when the last outage ended (its first successful call), so that nothing is judged on
+    heartbeats that could not be written during it."""
 
     def __init__(self) -> None:
         self._since: float | None = None
+        self._ended: float | None = None
         self._lock = threading.Lock()
 
     def failed(self, call_started: float) -> float:
@@ -82,7 +90,17 @@ class OutageClock:
             return time.monotonic() - self._since
 
     def recovered(self) -> None:
-        self._since = None
+        with self._lock:
+            if self._since is not None:
+                self._ended = time.monotonic()
+            self._since = None
+
+    def settled(self, window: float) -> bool:
+        """No outage now, and none ended in the last ``window`` seconds."""
+        with self._lock:
+            if self._since is not None:
+                return False
+            return self._ended is None or time.monotonic() - self._ended >= window
 
 
 #: The process's outage clock (a worker, or ``hpo run`` itself).
@@ -94,15 +112,23 @@ def ride_out(
     outage_seconds: float,
     on_failure: Callable[[], None] = lambda: None,
     retryable: Callable[[BaseException], bool] = is_connection_error,
-    clock: OutageClock = OUTAGE,
+    clock: OutageClock | None = None,
+    max_delay: float = 5.0,
+    quiet: bool = False,
 ) -> T:
     """``call()``, retried with backoff while the database is unreachable or refuses clients.
+
+    Args:
+        max_delay: the longest wait between two tries (a heartbeat tries every second, to be
+            written as soon as the database is back).
+        quiet: no warning for each retry (the caller says once what it could not do).
 
     Raises:
         StorageError: still unreachable ``outage_seconds`` after the outage's first failed call
             (one line, no traceback).
     """
-    delay = 0.2
+    clock = clock or OUTAGE  # the process's, looked up at each call
+    delay, warned = 0.2, False
     while True:
         started = time.monotonic()
         try:
@@ -116,14 +142,22 @@ def ride_out(
                     f"storage unreachable for {waited:.0f} s (retry.storage_outage "
                     f"{outage_seconds:.0f} s): {first_line(exc)}"
                 ) from None
-            log.warning(
-                "storage unreachable (%s); retrying for up to %.0f s more",
-                first_line(exc),
-                outage_seconds - waited,
-            )
+            no_slots = bool(_NO_SLOTS.search(first_line(exc)))
+            if not quiet and not (no_slots and warned):  # a wait for a slot: said once a call
+                warned = True
+                log.warning(
+                    "storage unreachable (%s); retrying for up to %.0f s more",
+                    first_line(exc),
+                    outage_seconds - waited,
+                )
             on_failure()
+            if no_slots:
+                # Waiting for a slot another worker gives back between trials (``turns``):
+                # asked about once a second, jittered, whatever the backoff has reached.
+                time.sleep(random.uniform(0.25, 1.0))
+                continue
             time.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            delay = min(delay * 2, max_delay)
         else:
             clock.recovered()
             return result
