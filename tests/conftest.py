@@ -13,6 +13,12 @@ import pytest
 import sqlalchemy
 import yaml
 
+#: Tests run several nodes and workers on one host of 2 cores, each process sizing its torch
+#: threads to the whole host: OpenMP threads that spin while waiting then starve each other
+#: (two processes of 2 threads: 10x the time of one; test_run's two-node study took 64 s instead
+#: of 11). Waiting threads sleep instead, in every process the suite starts (set before torch).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 POSTGRES_URL = os.environ.get(
     "HPO_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 )

@@ -218,19 +218,23 @@ def test_nodes_started_at_once_through_the_grpc_proxy_run_the_budget_once(
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("first", ["creator", "joiner"])
 def test_two_nodes_that_both_find_the_study_new_behind_the_proxy_fill_the_budget_once(
-    postgres_url: str, unique_name: str, monkeypatch: pytest.MonkeyPatch
+    postgres_url: str, unique_name: str, monkeypatch: pytest.MonkeyPatch, first: str
 ) -> None:
     """No lock is shared through the proxy. Two nodes that both find the study new and both
-    set its budget (forced here: each waits for the other before setting it): only the one
-    whose create won fills the pool. Before, both did: 8 trials for a budget of 4 (768 for a
-    384-point grid with 4 nodes in benchmarks/scale.py --fleet)."""
+    set its budget (forced here: each waits for the other, then ``first`` sets it first): only
+    the one whose create won fills the pool. Before, both did: 8 trials for a budget of 4 (768
+    for a 384-point grid with 4 nodes in benchmarks/scale.py --fleet); and then, when the node
+    that lost the create set the budget first, neither did: 0 trials, every node exit 0 (CI,
+    test_nodes_started_at_once_through_the_grpc_proxy_run_the_budget_once)."""
     import threading
 
     from conftest import tiny_spec
     from optuna.storages import run_grpc_proxy_server
 
     from hpo.spec import StudySpec
+    from hpo.study import handle as handle_module
     from hpo.study import prepare
     from hpo.study.claims import budget
 
@@ -245,12 +249,27 @@ def test_two_nodes_that_both_find_the_study_new_behind_the_proxy_fill_the_budget
     )
     server.start()
     both = threading.Barrier(2, timeout=60)
-    real = budget.raise_budget
+    real, real_create = budget.raise_budget, handle_module._create
+    creator: list[threading.Thread] = []
+    went_first = threading.Event()
+
+    def create(*args, **kwargs):
+        won = real_create(*args, **kwargs)
+        if won:
+            creator.append(threading.current_thread())
+        return won
 
     def raise_together(*args, **kwargs):
         both.wait()
-        return real(*args, **kwargs)
+        is_first = (threading.current_thread() in creator) == (first == "creator")
+        if not is_first:
+            assert went_first.wait(timeout=60)
+        try:
+            return real(*args, **kwargs)
+        finally:
+            went_first.set()
 
+    monkeypatch.setattr(handle_module, "_create", create)
     monkeypatch.setattr(budget, "raise_budget", raise_together)
     spec = StudySpec.model_validate(tiny_spec(unique_name, budget={"n_trials": 4}))
     handles = []

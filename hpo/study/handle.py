@@ -134,10 +134,10 @@ def prepare(
         added = warm.apply(study, storage, plan, budget.get_budget(study)) if plan else None
     epochs = read_epochs(storage, study_id_of(study))
     if epochs is None or not epochs.spent:  # a spent study gets no more waiting trials
-        # Behind a proxy no lock is shared: only a node that set the budget fills the pool,
-        # and of nodes started at one instant (each sees the study new and sets its budget)
-        # only the one whose create won, or one given --n-trials.
-        budget.refill(study, storage, spec, force=raised and (created or bool(n_trials)))
+        # Behind a proxy no lock is shared: of nodes started at one instant (each sees the
+        # study new) only the one whose create won fills the pool, whoever set the budget
+        # first; later, a node given --n-trials that raised it.
+        budget.refill(study, storage, spec, force=created or (raised and bool(n_trials)))
     return StudyHandle(study, storage, created=study_id is None, warm_start=added)
 
 
