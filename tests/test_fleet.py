@@ -294,7 +294,7 @@ def test_scarce_connections_are_shared_by_every_node(write_spec, tmp_path: Path)
     server = PrivatePostgres().init()
     server.start(max_connections=20)
     try:
-        spec = _objective_spec(write_spec, "scarce", steps=50, budget={"n_trials": 160})
+        spec = _objective_spec(write_spec, "scarce", steps=20, budget={"n_trials": 120})
 
         def node(i: int):
             return hpo(
@@ -323,7 +323,7 @@ def test_scarce_connections_are_shared_by_every_node(write_spec, tmp_path: Path)
 
     assert [p.returncode for p in nodes] == [0, 0, 0], outs
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    assert len(complete) == len(trials) == 160, [(t.number, t.state) for t in trials]
+    assert len(complete) == len(trials) == 120, [(t.number, t.state) for t in trials]
     per_node = {f"n{i}": 0 for i in range(3)}
     for t in complete:
         per_node[t.user_attrs["node"]] += 1

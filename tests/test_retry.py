@@ -112,6 +112,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> OutageClock:
     return fresh
 
 
+@pytest.mark.fast_paths  # the plain paths call Optuna's fail_stale_trials: no live trial spared
 def test_no_trial_is_judged_stale_within_a_grace_period_of_an_outage_nor_a_live_ones(
     tmp_path: Path, clock: OutageClock
 ) -> None:
