@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -159,3 +160,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("fast_paths"):
             item.add_marker(skip)
+
+
+@pytest.fixture
+def private_pg() -> Iterator[Any]:
+    """A private PostgreSQL server (tests/pgserver.py) that a test may stop and restart."""
+    from pgserver import PrivatePostgres
+
+    if not PrivatePostgres.available():
+        pytest.skip("PostgreSQL binaries not installed")
+    pg = PrivatePostgres().init()
+    pg.start()
+    yield pg
+    with contextlib.suppress(subprocess.CalledProcessError):  # already stopped by the test
+        pg.stop()
+    pg.remove()

@@ -31,16 +31,6 @@ SLOW_OBJECTIVE = (
 )
 
 
-@pytest.fixture
-def private_pg():
-    pg = PrivatePostgres().init()
-    pg.start()
-    yield pg
-    with contextlib.suppress(subprocess.CalledProcessError):  # already stopped by the test
-        pg.stop()
-    pg.remove()
-
-
 def _spec(write_spec, tmp_path: Path, outage: float) -> Path:
     (tmp_path / "slowobj.py").write_text(SLOW_OBJECTIVE)
     return write_spec(

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -52,6 +56,21 @@ def _objective_spec(write_spec, name: str, steps: int = 1, **overrides):
 
 def _env(spec: Path, **extra: str) -> dict[str, str]:
     return {"PYTHONPATH": pythonpath(spec.parent), **extra}
+
+
+@contextlib.contextmanager
+def _proxy(storage_url: str) -> Iterator[int]:
+    """``hpo proxy`` in front of ``storage_url`` on a free port of 127.0.0.1, for the block."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", "hpo", "proxy", "--storage", storage_url, "--port", str(port)]
+    proxy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield port
+    finally:
+        proxy.terminate()
+        proxy.wait(timeout=30)
 
 
 @pytest.mark.postgres
@@ -144,20 +163,7 @@ def test_sigterm_preempts_the_node_and_another_finishes_the_trial(
 def test_workers_share_postgres_through_the_grpc_proxy(
     write_spec, tmp_path: Path, postgres_url: str, unique_name: str
 ) -> None:
-    import socket
-    import subprocess
-    import sys
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proxy = subprocess.Popen(
-        [sys.executable, "-m", "hpo", "proxy", "--storage", postgres_url, "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
+    with _proxy(postgres_url) as port:
         # 1 s a trial: both workers are up before one could take all five.
         spec = _objective_spec(write_spec, unique_name, steps=10, budget={"n_trials": 5})
         node = hpo(
@@ -171,9 +177,6 @@ def test_workers_share_postgres_through_the_grpc_proxy(
             env=_env(spec),
         )
         out = finish(node)
-    finally:
-        proxy.terminate()
-        proxy.wait(timeout=30)
 
     assert node.returncode == 0, out
     assert out.count("warning: node loss is not detected through the gRPC proxy") == 1, out
@@ -188,19 +191,7 @@ def test_nodes_started_at_once_through_the_grpc_proxy_run_the_budget_once(
 ) -> None:
     """A smoke run of simultaneous starts through the proxy (the race itself is forced in
     test_two_nodes_that_both_find_the_study_new_behind_the_proxy_fill_the_budget_once)."""
-    import socket
-    import subprocess
-    import sys
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proxy = subprocess.Popen(
-        [sys.executable, "-m", "hpo", "proxy", "--storage", postgres_url, "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+    with _proxy(postgres_url) as port:
         spec = _objective_spec(write_spec, unique_name, steps=3, budget={"n_trials": 8})
         storage = ["--storage", f"grpc://127.0.0.1:{port}"]
         nodes = [
@@ -208,9 +199,6 @@ def test_nodes_started_at_once_through_the_grpc_proxy_run_the_budget_once(
             for _ in range(3)
         ]
         outs = [finish(p) for p in nodes]
-    finally:
-        proxy.terminate()
-        proxy.wait(timeout=30)
 
     assert [p.returncode for p in nodes] == [0, 0, 0], outs
     trials = trials_of(postgres_url, unique_name)

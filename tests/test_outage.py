@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import subprocess
 import time
 from pathlib import Path
 
@@ -82,20 +80,6 @@ SLOW_OBJECTIVE = (
     "        report(params['x'] * step, step)\n"
     "    return params['x'] * 8\n"
 )
-
-
-@pytest.fixture
-def private_pg():
-    from pgserver import PrivatePostgres
-
-    if not PrivatePostgres.available():
-        pytest.skip("PostgreSQL binaries not installed")
-    pg = PrivatePostgres().init()
-    pg.start()
-    yield pg
-    with contextlib.suppress(subprocess.CalledProcessError):  # already stopped by the test
-        pg.stop()
-    pg.remove()
 
 
 @pytest.mark.slow
