@@ -98,6 +98,7 @@ def hpo_method(spec_fields: dict[str, Any]) -> Callable[[Task, int, int], Method
         from hpo.study.search.build import build_pruner, build_sampler
 
         fields = {**spec_fields}
+        lastvalue = fields.pop("_lastvalue", False)
         default = StudySpec.model_fields["pruner"].default.type
         pruner = {"type": default, **fields.pop("pruner", {})}
         if pruner["type"] != "median":
@@ -116,7 +117,14 @@ def hpo_method(spec_fields: dict[str, Any]) -> Callable[[Task, int, int], Method
                 **fields,
             }
         )
-        return OptunaMethod(task, build_sampler(spec), build_pruner(spec), spec.name)
+        sampler = build_sampler(spec)
+        if lastvalue:
+            from _lastvalue import LastValueTPE
+
+            from hpo.study.search.build import _tpe_options
+
+            sampler = LastValueTPE(**_tpe_options(spec, spec.sampler, seed))
+        return OptunaMethod(task, sampler, build_pruner(spec), spec.name)
 
     return make
 

@@ -105,6 +105,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "sampler": {**_TPE, "multivariate": False},
         "pruner": {"type": "asha", "min_resource": 1},
     },
+    "tpe-univariate-lastvalue": {"sampler": {**_TPE, "multivariate": False}, "_lastvalue": True},
+    "tpe-univariate-lastvalue-r1": {
+        "sampler": {**_TPE, "multivariate": False},
+        "pruner": {"type": "asha", "min_resource": 1},
+        "_lastvalue": True,
+    },
     "tpe-univariate-asha3g9": {
         "sampler": {**_TPE, "multivariate": False},
         "pruner": {"type": "asha", "reduction_factor": 3, "grace": 9},
@@ -169,6 +175,8 @@ def summarize(outcomes: list[Outcome], reference: float, workers: int) -> dict[s
             if any(o.busiest_worker_epochs for o in outcomes)
             else {}
         ),
+        # per seed (null: not reached), for a bootstrap of the medians (search_table.py --bootstrap)
+        "clock_to_target_per_seed": [None if c == inf else c for c in clock],
         "method_seconds_per_job": round(
             sum(o.overhead for o in outcomes) / max(1, sum(o.jobs for o in outcomes)), 4
         ),

@@ -47,7 +47,38 @@ def test_search_efficiency_runs_and_reports_every_method() -> None:
         rows = task["workers"][workers]
         assert set(rows) == {"random", "tpe+hyperband", "hpo"}
         assert rows["random"]["ratio_vs_random"] in (1.0, None)
+        assert len(rows["hpo"]["clock_to_target_per_seed"]) == 2
     assert out.strip().splitlines()[-1].startswith("search_efficiency")
+
+
+def test_the_bootstrap_resamples_seeds_alike_for_every_method(tmp_path: Path) -> None:
+    """Method a needs half random search's epochs on every seed, b twice them or never: every
+    resample gives a 0.5 and b at least 2 (a never-reached median counts as the cap, 200)."""
+
+    def row(per_seed: list[float | None], ratio: float) -> dict[str, Any]:
+        return {"clock_to_target_per_seed": per_seed, "ratio_vs_random": ratio, "reached": "4/4"}
+
+    rows = {
+        "random": row([10, 12, 8, 10], 1.0),
+        "a": row([5, 6, 4, 5], 0.5),
+        "b": row([20, None, 16, 20], 2.0),
+    }
+    task = {"metric": "m", "direction": "maximize", "target_m": 1.0, "workers": {"1": rows}}
+    report = {"budget_epochs": 100, "tasks": {"t": task}}
+    (tmp_path / "r.json").write_text(json.dumps(report))
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/search_table.py", str(tmp_path / "r.json"), "--summary"]
+        + ["--bootstrap", "300", "--versus", "a,b"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "| a | 0.500 | 0.500 | 0.500 |" in proc.stdout, proc.stdout
+    b = [line for line in proc.stdout.splitlines() if line.startswith("| b | ")][-1]  # bootstrap
+    assert all(float(x) >= 2.0 for x in b.strip("| ").split(" | ")[1:]), b
+    assert "a ahead of b (lower geometric mean) in 100% of resamples" in proc.stdout
 
 
 def _suite() -> dict[str, Any]:

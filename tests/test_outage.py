@@ -87,8 +87,9 @@ SLOW_OBJECTIVE = (
 def test_a_node_never_fails_its_own_live_trials_after_an_outage(
     write_spec, tmp_path: Path, private_pg
 ) -> None:
-    """PostgreSQL down 40 s mid-study: every heartbeat is 40 s old when it comes back, and the
-    node used to fail its own running trials as stale (2 FAIL rows, 2 retries, 2 tracebacks)."""
+    """PostgreSQL down 15 s mid-study (3x the grace period): every heartbeat is 15 s old when it
+    comes back, and the node used to fail its own running trials as stale (2 FAIL rows, 2
+    retries, 2 tracebacks; reproduced with a 40-s outage)."""
     (tmp_path / "slowobj.py").write_text(SLOW_OBJECTIVE)
     spec = write_spec(
         {
@@ -106,7 +107,7 @@ def test_a_node_never_fails_its_own_live_trials_after_an_outage(
     node = hpo("run", str(spec), "--workers", "2", cwd=tmp_path, env=env)
     _wait_for(lambda: len(_running(private_pg.url, "outage")) == 2, timeout=90)
 
-    private_pg.restart(down_seconds=40)
+    private_pg.restart(down_seconds=15)
     out = finish(node)
 
     assert node.returncode == 0, out
