@@ -1,4 +1,9 @@
-"""Experiment: TPE told every pruned trial's last value as if complete (Ray Tune's way)."""
+"""Experiment (issue 22): TPE told every pruned trial's last value as if the trial were complete,
+Ray Tune's way (its ``OptunaSearch`` tells a stopped trial's last result as COMPLETE). Optuna's
+TPE, which hpo uses, ranks pruned trials below every complete one, by the step they reached.
+Measured as ``hpo:tpe-univariate-lastvalue(-r1)`` in search_efficiency.py: no better
+(BENCHMARKS.md).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ from optuna.samplers import TPESampler
 from optuna.samplers._tpe.sampler import default_gamma
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
+
+from hpo.study._optuna.mftpe import suggest_from_split
 
 _RUN = TrialState.RUNNING
 
@@ -39,9 +46,4 @@ class LastValueTPE(TPESampler):
         n_below = (self._gamma or default_gamma)(len(scored))
         below = sorted((s[2] for s in scored[:n_below]), key=lambda t: t.number)
         above = sorted([s[2] for s in scored[n_below:]] + running, key=lambda t: t.number)
-        mpe_below = self._build_parzen_estimator(study, search_space, below, handle_below=True)
-        mpe_above = self._build_parzen_estimator(study, search_space, above, handle_below=False)
-        samples = mpe_below.sample(self._rng.rng, self._n_ei_candidates)
-        acq = self._compute_acquisition_func(samples, mpe_below, mpe_above)
-        ret = TPESampler._compare(samples, acq)
-        return {k: d.to_external_repr(ret[k]) for k, d in search_space.items()}
+        return suggest_from_split(self, study, search_space, below, above)

@@ -36,6 +36,23 @@ def rungs(min_resource: int, reduction_factor: int, max_resource: int, rate: int
     return [*steps, max_resource]
 
 
+def suggest_from_split(
+    sampler: TPESampler,
+    study: Study,
+    search_space: dict[str, BaseDistribution],
+    below: list[FrozenTrial],
+    above: list[FrozenTrial],
+) -> dict[str, Any]:
+    """TPE's suggestion from a split of the trials into good (``below``) and the rest: Optuna's
+    Parzen estimators, acquisition and random state, as ``TPESampler._sample`` after its split."""
+    mpe_below = sampler._build_parzen_estimator(study, search_space, below, handle_below=True)
+    mpe_above = sampler._build_parzen_estimator(study, search_space, above, handle_below=False)
+    samples = mpe_below.sample(sampler._rng.rng, sampler._n_ei_candidates)
+    acquisition = sampler._compute_acquisition_func(samples, mpe_below, mpe_above)
+    chosen = TPESampler._compare(samples, acquisition)
+    return {name: dist.to_external_repr(chosen[name]) for name, dist in search_space.items()}
+
+
 class MultiFidelityTPESampler(TPESampler):
     """Optuna's TPE fitted to the trials' metric at the highest well-populated rung.
 
@@ -68,13 +85,9 @@ class MultiFidelityTPESampler(TPESampler):
         # (worse, by the pruner's own judgement) joins the bad set, or the bad set would hold
         # only good configurations and push samples into regions already ruled out.
         n_below = min((self._gamma or default_gamma)(len(reached) + len(stopped)), len(reached))
-        below, above = reached[:n_below], reached[n_below:] + stopped
-        mpe_below = self._build_parzen_estimator(study, search_space, below, handle_below=True)
-        mpe_above = self._build_parzen_estimator(study, search_space, above, handle_below=False)
-        samples = mpe_below.sample(self._rng.rng, self._n_ei_candidates)
-        acquisition = self._compute_acquisition_func(samples, mpe_below, mpe_above)
-        chosen = TPESampler._compare(samples, acquisition)
-        return {name: dist.to_external_repr(chosen[name]) for name, dist in search_space.items()}
+        return suggest_from_split(
+            self, study, search_space, reached[:n_below], reached[n_below:] + stopped
+        )
 
     def _at_highest_rung(
         self, trials: list[FrozenTrial], needed: int, direction: StudyDirection
