@@ -158,3 +158,22 @@ def test_a_recorded_configuration_gets_its_own_curve_and_minimised_targets_count
     assert _reached(ledger, 0.35, tasks["diabetes_reg"]) is None  # trial 1 not complete
     ledger.append(["0", "pid", "1", str(full), "0.9", "0"])
     assert _reached(ledger, 0.35, tasks["diabetes_reg"]) == len(ledger) - 1
+
+
+def test_random_streams_replays_one_stream_per_worker() -> None:
+    """With one worker the replay is the simulation's random search: seed s's stream alone."""
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/random_streams.py", "--task", "digits_cnn"]
+        + ["--target", "0.98886", "--seeds", "3", "--workers", "4", "--cap", "40"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    report = json.loads(out[out.index("{") : out.rindex("}") + 1])["streams"]
+    one, four = report["one stream"], report["4 streams"]
+    assert len(one["configs_to_target_per_seed"]) == 3
+    assert one["configs_to_target_per_seed"] != four["configs_to_target_per_seed"]
+    assert out.strip().splitlines()[-1].startswith("random_streams digits_cnn")
