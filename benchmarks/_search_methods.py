@@ -75,9 +75,22 @@ class OptunaMethod(Method):
     ) -> None:
         self.task = task
         direction = "maximize" if task.maximize else "minimize"
+        self.storage = optuna.storages.InMemoryStorage()
         self.study = optuna.create_study(
-            study_name=name, direction=direction, sampler=sampler, pruner=pruner
+            study_name=name,
+            storage=self.storage,
+            direction=direction,
+            sampler=sampler,
+            pruner=pruner,
         )
+        self.per_worker: list[optuna.Study] = []  # hpo run's way: a sampler per worker
+
+    def ask_for(self, worker: int) -> Job:
+        """``ask`` from worker ``worker``'s own study object (its own sampler), if it has one."""
+        if not self.per_worker:
+            return self.ask()
+        trial = self.per_worker[worker].ask()
+        return _OptunaJob(suggest(trial, self.task.space), self.task.max_epochs, trial)
 
     def ask(self) -> Job:
         trial = self.study.ask()
@@ -99,9 +112,10 @@ def hpo_method(spec_fields: dict[str, Any]) -> Callable[[Task, int, int], Method
 
         fields = {**spec_fields}
         lastvalue = fields.pop("_lastvalue", False)
+        per_worker = fields.pop("_per_worker", False)
         default = StudySpec.model_fields["pruner"].default.type
         pruner = {"type": default, **fields.pop("pruner", {})}
-        if pruner["type"] != "median":
+        if pruner["type"] not in ("median", "none"):
             pruner["max_resource"] = task.max_epochs
         if "grace" in pruner:  # first rung at max_resource / grace epochs (variants only)
             pruner["min_resource"] = max(1, round(task.max_epochs / pruner.pop("grace")))
@@ -124,7 +138,18 @@ def hpo_method(spec_fields: dict[str, Any]) -> Callable[[Task, int, int], Method
             from hpo.study.search.build import _tpe_options
 
             sampler = LastValueTPE(**_tpe_options(spec, spec.sampler, seed))
-        return OptunaMethod(task, sampler, build_pruner(spec), spec.name)
+        method = OptunaMethod(task, sampler, build_pruner(spec), spec.name)
+        if per_worker:  # as hpo run: each worker's sampler has a seed of its own, one storage
+            method.per_worker = [
+                optuna.load_study(
+                    study_name=spec.name,
+                    storage=method.storage,
+                    sampler=build_sampler(spec, worker=w),
+                    pruner=build_pruner(spec),
+                )
+                for w in range(workers)
+            ]
+        return method
 
     return make
 

@@ -49,7 +49,8 @@ def simulate(
                 break
             if running[w] is None:
                 started = time.perf_counter()
-                job = method.ask()
+                ask_for = getattr(method, "ask_for", None)  # per-worker samplers (hpo run's)
+                job = ask_for(w) if ask_for else method.ask()
                 out.overhead += time.perf_counter() - started
                 out.jobs += 1
                 running[w] = job, task.curve(job.params)

@@ -105,6 +105,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "sampler": {**_TPE, "multivariate": False},
         "pruner": {"type": "asha", "min_resource": 1},
     },
+    # hpo run's structure: one sampler per worker (seed + 7919 * worker) on one storage
+    "per-worker": {"_per_worker": True},
+    "random-per-worker": {
+        "sampler": {"type": "random"},
+        "pruner": {"type": "none"},
+        "_per_worker": True,
+    },
     "tpe-univariate-lastvalue": {"sampler": {**_TPE, "multivariate": False}, "_lastvalue": True},
     "tpe-univariate-lastvalue-r1": {
         "sampler": {**_TPE, "multivariate": False},

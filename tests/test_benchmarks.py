@@ -31,7 +31,7 @@ def test_search_efficiency_runs_and_reports_every_method() -> None:
             "--processes",
             "1",
             "--methods",
-            "random,tpe+hyperband,hpo",
+            "random,tpe+hyperband,hpo,hpo:random-per-worker",
         ],
         cwd=ROOT,
         capture_output=True,
@@ -45,9 +45,14 @@ def test_search_efficiency_runs_and_reports_every_method() -> None:
     assert 0.5 < task["target_val_accuracy"] <= 1.0
     for workers in ("1", "2"):
         rows = task["workers"][workers]
-        assert set(rows) == {"random", "tpe+hyperband", "hpo"}
+        assert set(rows) == {"random", "tpe+hyperband", "hpo", "hpo:random-per-worker"}
         assert rows["random"]["ratio_vs_random"] in (1.0, None)
         assert len(rows["hpo"]["clock_to_target_per_seed"]) == 2
+    # hpo run's structure (a sampler per worker, seed + 7919 * worker): with one worker it is
+    # random search's own stream
+    key = "clock_to_target_per_seed"
+    one = task["workers"]["1"]
+    assert one["hpo:random-per-worker"][key] == one["random"][key]
     assert out.strip().splitlines()[-1].startswith("search_efficiency")
 
 
