@@ -205,7 +205,9 @@ def run_task(
     task: type[Task], args: argparse.Namespace, methods: dict[str, Factory], pool: Executor
 ) -> dict[str, Any]:
     seeds = list(range(args.seeds))
-    units = [(task.name, "random", s, 1, args.budget, None) for s in seeds]
+    # The target's seeds: the searched ones (the default), or as many held out from them
+    held_out = [args.target_offset + s for s in seeds]
+    units = [(task.name, "random", s, 1, args.budget, None) for s in held_out]
     bests = [o.best for o in pool.map(_unit, units)]
     target = statistics.median(bests)
     cap = args.cap or 2 * args.budget
@@ -278,6 +280,13 @@ def main() -> None:
     parser.add_argument(
         "--cap", type=int, default=0, help="epochs a method may spend to reach it (2 x budget)"
     )
+    parser.add_argument(
+        "--target-offset",
+        type=int,
+        default=0,
+        help="set the target on random search's seeds K..K+N-1 instead of the searched 0..N-1 "
+        "(held out: the searched seeds' random search no longer finds its own target's draws)",
+    )
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 1, help="in parallel")
     parser.add_argument(
         "--hpo-run",
@@ -307,6 +316,7 @@ def main() -> None:
         "benchmark": "search_efficiency",
         "budget_epochs": args.budget,
         "seeds": args.seeds,
+        "target_seeds_offset": args.target_offset,
         "tasks": tasks,
         "seconds": round(time.perf_counter() - started, 1),
     }
