@@ -163,6 +163,13 @@ def _ratio(outcomes: list[Outcome], reference: float, workers: int) -> float | N
     return None if median == inf else round(median / reference, 3)
 
 
+def reference_clock(outcomes: list[Outcome], workers: int, cap: int) -> float:
+    """Random search's median epochs to target (with several workers: wall-clock epochs); a seed
+    that never reached it counts as the cap, ``cap`` epochs or ``cap / workers`` ticks."""
+    clock = [o.ticks_to_target if workers > 1 else o.epochs_to_target for o in outcomes]
+    return statistics.median([c or cap / workers for c in clock])
+
+
 def summarize(outcomes: list[Outcome], reference: float, workers: int) -> dict[str, Any]:
     inf = float("inf")
     epochs = [o.epochs_to_target if o.epochs_to_target else inf for o in outcomes]
@@ -227,12 +234,7 @@ def run_task(
             units = [(task.name, name, s, workers, cap, target) for s in seeds]
             outcomes = list(pool.map(_unit, units))
             if reference is None:  # random search's own median epochs (wall-clock) to target
-                reference = statistics.median(
-                    [
-                        (o.ticks_to_target if workers > 1 else o.epochs_to_target) or cap
-                        for o in outcomes
-                    ]
-                )
+                reference = reference_clock(outcomes, workers, cap)
             rows[name] = summarize(outcomes, reference, workers)  # type: ignore[arg-type]
             rows[name]["run_seconds"] = round(time.perf_counter() - started, 1)
             print(
@@ -248,8 +250,7 @@ def run_task(
             outcomes = [hpo_run(task, s, workers, cap, target, kind) for s in runs]
             name = f"hpo run: {kind}"
             if kind == "random":  # random search through hpo run: the wall-clock reference
-                ticks = [o.ticks_to_target if workers > 1 else o.epochs_to_target for o in outcomes]
-                run_reference = statistics.median([t or cap for t in ticks])
+                run_reference = reference_clock(outcomes, workers, cap)
             rows[name] = summarize(outcomes, reference, workers)  # type: ignore[arg-type]
             if run_reference is not None:
                 rows[name]["ratio_vs_random_hpo_run"] = _ratio(outcomes, run_reference, workers)

@@ -182,3 +182,17 @@ def test_random_streams_replays_one_stream_per_worker() -> None:
     assert len(one["configs_to_target_per_seed"]) == 3
     assert one["configs_to_target_per_seed"] != four["configs_to_target_per_seed"]
     assert out.strip().splitlines()[-1].startswith("random_streams digits_cnn")
+
+
+def test_an_unreached_seed_counts_as_the_cap_in_wall_clock_epochs() -> None:
+    """With 4 workers the cap is 1,200 epochs = 300 ticks: the reference of a random search that
+    missed in most seeds is 300 ticks, not 1,200 (digits_mlp through hpo run read 0.046x)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from _search_sim import Outcome
+    from search_efficiency import reference_clock
+
+    missed = [Outcome() for _ in range(3)]
+    hit = Outcome(epochs_to_target=400, ticks_to_target=100)
+    assert reference_clock([*missed, hit], 4, 1200) == 300
+    assert reference_clock([*missed, hit], 1, 1200) == 1200
+    assert reference_clock([hit, hit, Outcome()], 4, 1200) == 100
