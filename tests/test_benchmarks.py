@@ -15,31 +15,26 @@ import pytest
 ROOT = Path(__file__).parent.parent
 
 
-def test_search_efficiency_runs_and_reports_every_method() -> None:
+def _bench(script: str, *args: str, timeout: int = 120) -> str:
+    """Run ``benchmarks/script`` with ``args`` from the repository root; its stdout."""
     proc = subprocess.run(
-        [
-            sys.executable,
-            "benchmarks/search_efficiency.py",
-            "--tasks",
-            "digits_cnn",
-            "--seeds",
-            "2",
-            "--budget",
-            "100",
-            "--workers",
-            "1,2",
-            "--processes",
-            "1",
-            "--methods",
-            "random,tpe+hyperband,hpo,hpo:random-per-worker",
-        ],
+        [sys.executable, f"benchmarks/{script}", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
     )
     assert proc.returncode == 0, proc.stderr
-    out = proc.stdout
+    return proc.stdout
+
+
+def test_search_efficiency_runs_and_reports_every_method() -> None:
+    out = _bench(
+        "search_efficiency.py",
+        *("--tasks", "digits_cnn", "--seeds", "2", "--budget", "100", "--workers", "1,2"),
+        *("--processes", "1", "--methods", "random,tpe+hyperband,hpo,hpo:random-per-worker"),
+        timeout=300,
+    )
     report = json.loads(out[out.index("{") : out.rindex("}") + 1])
     task = report["tasks"]["digits_cnn"]
     assert 0.5 < task["target_val_accuracy"] <= 1.0
@@ -71,19 +66,19 @@ def test_the_bootstrap_resamples_seeds_alike_for_every_method(tmp_path: Path) ->
     task = {"metric": "m", "direction": "maximize", "target_m": 1.0, "workers": {"1": rows}}
     report = {"budget_epochs": 100, "tasks": {"t": task}}
     (tmp_path / "r.json").write_text(json.dumps(report))
-    proc = subprocess.run(
-        [sys.executable, "benchmarks/search_table.py", str(tmp_path / "r.json"), "--summary"]
-        + ["--bootstrap", "300", "--versus", "a,b"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    out = _bench(
+        "search_table.py",
+        str(tmp_path / "r.json"),
+        "--summary",
+        "--bootstrap",
+        "300",
+        "--versus",
+        "a,b",
     )
-    assert proc.returncode == 0, proc.stderr
-    assert "| a | 0.500 | 0.500 | 0.500 |" in proc.stdout, proc.stdout
-    b = [line for line in proc.stdout.splitlines() if line.startswith("| b | ")][-1]  # bootstrap
+    assert "| a | 0.500 | 0.500 | 0.500 |" in out, out
+    b = [line for line in out.splitlines() if line.startswith("| b | ")][-1]  # bootstrap
     assert all(float(x) >= 2.0 for x in b.strip("| ").split(" | ")[1:]), b
-    assert "a ahead of b (lower geometric mean) in 100% of resamples" in proc.stdout
+    assert "a ahead of b (lower geometric mean) in 100% of resamples" in out
 
 
 def _suite() -> dict[str, Any]:
@@ -94,15 +89,7 @@ def _suite() -> dict[str, Any]:
 
 
 def test_list_tasks_prints_the_suite_one_name_a_line() -> None:
-    proc = subprocess.run(
-        [sys.executable, "benchmarks/search_efficiency.py", "--list-tasks"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
-    names = proc.stdout.split()
+    names = _bench("search_efficiency.py", "--list-tasks").split()
     assert names == list(_suite())
     assert len(names) >= 6 and {"digits_cnn", "digits_mlp"} <= set(names)
 
@@ -167,16 +154,11 @@ def test_a_recorded_configuration_gets_its_own_curve_and_minimised_targets_count
 
 def test_random_streams_replays_one_stream_per_worker() -> None:
     """With one worker the replay is the simulation's random search: seed s's stream alone."""
-    proc = subprocess.run(
-        [sys.executable, "benchmarks/random_streams.py", "--task", "digits_cnn"]
-        + ["--target", "0.98886", "--seeds", "3", "--workers", "4", "--cap", "40"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    out = _bench(
+        "random_streams.py",
+        *("--task", "digits_cnn", "--target", "0.98886", "--seeds", "3", "--workers", "4"),
+        *("--cap", "40"),
     )
-    assert proc.returncode == 0, proc.stderr
-    out = proc.stdout
     report = json.loads(out[out.index("{") : out.rindex("}") + 1])["streams"]
     one, four = report["one stream"], report["4 streams"]
     assert len(one["configs_to_target_per_seed"]) == 3
