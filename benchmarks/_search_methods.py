@@ -38,6 +38,10 @@ class Method:
     def ask(self) -> Job:
         raise NotImplementedError
 
+    def ask_for(self, worker: int) -> Job:
+        """ask() on behalf of fleet worker ``worker`` (one method object serves every worker)."""
+        return self.ask()
+
     def tell(self, job: Job) -> None:
         raise NotImplementedError
 

@@ -49,8 +49,7 @@ def simulate(
                 break
             if running[w] is None:
                 started = time.perf_counter()
-                ask_for = getattr(method, "ask_for", None)  # per-worker samplers (hpo run's)
-                job = ask_for(w) if ask_for else method.ask()
+                job = method.ask_for(w)  # hpo:per-worker: the worker's own sampler
                 out.overhead += time.perf_counter() - started
                 out.jobs += 1
                 running[w] = job, task.curve(job.params)
